@@ -1,0 +1,1 @@
+"""inference: built on ppl (see the docs)."""

@@ -1,0 +1,1 @@
+"""models: built on ppl (see the docs)."""

@@ -1,0 +1,317 @@
+"""``ChoiceMap``: the values of random choices, keyed by address.
+
+A choice map is a tree. Inner nodes map address components (strings, integers) to children;
+leaves hold the values (arrays, or any pytree that is not a ``ChoiceMap``). A node made by a
+``Vmap`` or ``Scan`` combinator is *indexed*: every leaf below it has a leading axis, and an
+integer component selects one slice, so ``choices["ys", 3, "y"]`` is the ``y`` of repeat 3.
+
+A ``ChoiceMap`` is a JAX pytree whose leaves are the values, in the order the model visited
+them; ``ravel`` flattens the values (optionally of a selection) into one vector and back, in
+that stable order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ppl._address import Path, show, show_many, to_path
+
+
+class _LeafKey:
+    """Key of the single child of an indexed node whose repeats are bare values."""
+
+    def __repr__(self) -> str:
+        return "<value>"
+
+    def __reduce__(self):
+        return (_leaf_key, ())
+
+
+def _leaf_key() -> _LeafKey:
+    return LEAF
+
+
+LEAF = _LeafKey()
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Masked:
+    """A constraint that applies only where ``flag`` is true (internal to combinators)."""
+
+    value: Any
+    flag: Any
+
+
+@jax.tree_util.register_pytree_node_class
+class ChoiceMap(Mapping):
+    """A nested map from addresses to the values of random choices.
+
+    Args:
+        entries: a (nested) dict; tuple keys are paths, so ``{("y", 0): 1.0}`` equals
+            ``{"y": {0: 1.0}}``. Any value that is not a dict or ``ChoiceMap`` is a leaf.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> cm = ChoiceMap({"slope": 1.5, ("y", 0): 0.3, ("y", 1): -0.2})
+        >>> float(cm["y", 1])
+        -0.2
+        >>> sorted(cm.to_dict()["y"])
+        [0, 1]
+        >>> vector, unravel = cm.ravel()
+        >>> vector.tolist()
+        [1.5, 0.30000001192092896, -0.20000000298023224]
+        >>> float(unravel(vector * 2)["slope"])
+        3.0
+    """
+
+    __slots__ = ("_entries", "_indexed")
+
+    def __init__(self, entries: Mapping | None = None, *, indexed: bool = False):
+        built: dict = {}
+        for key, value in (entries or {}).items():
+            path = to_path(key) if key is not LEAF else (LEAF,)
+            _insert(built, path, value)
+        object.__setattr__(self, "_entries", built)
+        object.__setattr__(self, "_indexed", indexed)
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def _raw(cls, entries: dict, indexed: bool = False) -> ChoiceMap:
+        cm = cls.__new__(cls)
+        object.__setattr__(cm, "_entries", entries)
+        object.__setattr__(cm, "_indexed", indexed)
+        return cm
+
+    @classmethod
+    def from_dict(cls, entries: Mapping) -> ChoiceMap:
+        """Builds a choice map from nested dicts (tuple keys are paths)."""
+        return entries if isinstance(entries, ChoiceMap) else cls(entries)
+
+    @classmethod
+    def indexed(cls, inner: Any) -> ChoiceMap:
+        """Wraps the batched choices of a combinator's repeats (leading axis = index)."""
+        if isinstance(inner, ChoiceMap) and not inner._indexed:
+            return cls._raw(dict(inner._entries), indexed=True)
+        return cls._raw({LEAF: inner}, indexed=True)
+
+    # -- pytree --------------------------------------------------------------------------
+    def tree_flatten(self):
+        return tuple(self._entries.values()), (tuple(self._entries), self._indexed)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        keys, indexed = aux
+        return cls._raw(dict(zip(keys, children, strict=True)), indexed)
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def is_indexed(self) -> bool:
+        """Whether this node holds a combinator's repeats along a leading axis."""
+        return self._indexed
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator:
+        return iter(self._entries)
+
+    def is_empty(self) -> bool:
+        """True if no value is stored anywhere below this node."""
+        return all(isinstance(v, ChoiceMap) and v.is_empty() for v in self._entries.values())
+
+    def _child(self, component: Any) -> Any:
+        """The child at one component, or ``None``; indexed nodes slice on integers."""
+        if not self._indexed:
+            return self._entries.get(component)
+        if isinstance(component, int):
+            sliced = jax.tree.map(lambda v: v[component], self._entries)
+            if set(sliced) == {LEAF}:
+                return sliced[LEAF]
+            return ChoiceMap._raw(sliced)
+        if component is Ellipsis:
+            return self
+        child = self._entries.get(component)
+        if isinstance(child, ChoiceMap):
+            return ChoiceMap.indexed(child)
+        return child
+
+    def _lookup(self, address: Any) -> Any:
+        node: Any = self
+        for component in to_path(address):
+            if not isinstance(node, ChoiceMap):
+                return None
+            node = node._child(component)
+            if node is None:
+                return None
+        return node
+
+    def __getitem__(self, address: Any) -> Any:
+        node = self._lookup(address)
+        if node is None:
+            raise KeyError(
+                f"no choice at {show(to_path(address))}; this choice map holds "
+                f"{show_many(self.leaf_paths())}"
+            )
+        return node
+
+    def __contains__(self, address: object) -> bool:
+        try:
+            return self._lookup(address) is not None
+        except TypeError:
+            return False
+
+    def get_submap(self, address: Any) -> Any:
+        """The sub-tree at ``address`` (a value, or a ``ChoiceMap``); empty if absent."""
+        node = self._lookup(address)
+        return EMPTY if node is None else node
+
+    def leaf_paths(self) -> list[Path]:
+        """The paths of every stored value, in visiting order (``...`` marks an index axis)."""
+        out: list[Path] = []
+        for key, child in self._entries.items():
+            head: Path = () if key is LEAF else (key,)
+            if self._indexed:
+                head = (Ellipsis, *head)
+            if isinstance(child, ChoiceMap):
+                out.extend(head + p for p in child.leaf_paths())
+            else:
+                out.append(head)
+        return out
+
+    def to_dict(self) -> dict | Any:
+        """Nested plain dicts (indexed nodes keep their batched values)."""
+        if set(self._entries) == {LEAF}:
+            child = self._entries[LEAF]
+            return child.to_dict() if isinstance(child, ChoiceMap) else child
+        return {
+            k: (v.to_dict() if isinstance(v, ChoiceMap) else v) for k, v in self._entries.items()
+        }
+
+    # -- combining ---------------------------------------------------------------------------
+    def __or__(self, other: Any) -> ChoiceMap:
+        """Merge; where both hold a value, ``other`` wins."""
+        other = ChoiceMap.from_dict(other)
+        if self._indexed != other._indexed and not (self.is_empty() or other.is_empty()):
+            raise ValueError("cannot merge an indexed (combinator) choice map with a plain one")
+        entries = dict(self._entries)
+        for key, value in other._entries.items():
+            mine = entries.get(key)
+            if isinstance(mine, ChoiceMap) and isinstance(value, ChoiceMap):
+                entries[key] = mine | value
+            else:
+                entries[key] = value
+        return ChoiceMap._raw(entries, self._indexed or other._indexed)
+
+    def __ror__(self, other: Any) -> ChoiceMap:
+        return ChoiceMap.from_dict(other) | self
+
+    def filter(self, selection: Any) -> ChoiceMap:
+        """The choices at the addresses ``selection`` selects.
+
+        Example:
+            >>> from ppl import select
+            >>> cm = ChoiceMap({"a": 1.0, ("b", 0): 2.0, ("b", 1): 3.0})
+            >>> cm.filter(select(("b", ...))).to_dict()
+            {'b': {0: 2.0, 1: 3.0}}
+        """
+        from ppl._selection import as_selection
+
+        result = _filter(self, as_selection(selection))
+        return result if isinstance(result, ChoiceMap) else ChoiceMap._raw({LEAF: result})
+
+    def ravel(self, selection: Any = None) -> tuple[jax.Array, Any]:
+        """Flattens the (selected) values to one vector, in visiting order, and back.
+
+        Args:
+            selection: which addresses to flatten; all of them if ``None``.
+
+        Returns:
+            ``(vector, unravel)`` where ``unravel(vector)`` rebuilds a ``ChoiceMap`` of the
+            same structure.
+        """
+        cm = self if selection is None else self.filter(selection)
+        return ravel_pytree(cm)
+
+    def __repr__(self) -> str:
+        def fmt(v: Any) -> str:
+            if isinstance(v, ChoiceMap):
+                return repr(v)
+            shape = jnp.shape(v) if not isinstance(v, Masked) else jnp.shape(v.value)
+            if shape == ():
+                try:
+                    return repr(float(v))
+                except Exception:
+                    return "<scalar>"
+            return f"<array {shape}>"
+
+        inner = ", ".join(f"{k!r}: {fmt(v)}" for k, v in self._entries.items())
+        return ("Indexed" if self._indexed else "") + "ChoiceMap({" + inner + "})"
+
+
+EMPTY = ChoiceMap._raw({})
+
+
+def _insert(tree: dict, path: Path, value: Any) -> None:
+    head, rest = path[0], path[1:]
+    if isinstance(value, Mapping) and not isinstance(value, ChoiceMap):
+        value = ChoiceMap(value)
+    if not rest:
+        current = tree.get(head)
+        if isinstance(current, ChoiceMap) and isinstance(value, ChoiceMap):
+            tree[head] = current | value
+        elif current is not None:
+            raise ValueError(f"two values given for the address {show(path)}")
+        else:
+            tree[head] = value
+        return
+    child = tree.get(head)
+    if child is None:
+        child = ChoiceMap._raw({})
+        tree[head] = child
+    if not isinstance(child, ChoiceMap):
+        raise ValueError(f"address {show(path)} is below a value; an address is a value or a map")
+    _insert(child._entries, rest, value)
+
+
+def _filter(node: Any, selection: Any) -> Any:
+    """Keeps the selected part of ``node``; returns EMPTY if nothing is selected."""
+    if not isinstance(node, ChoiceMap):
+        return node if selection.leaf_flag() is True else EMPTY
+    if selection.is_empty():
+        return EMPTY
+    if not node._indexed:
+        entries = {}
+        for key, child in node._entries.items():
+            sub = _filter(child, selection if key is LEAF else selection.step(key))
+            if not (isinstance(sub, ChoiceMap) and sub.is_empty()):
+                entries[key] = sub
+        return ChoiceMap._raw(entries)
+    from ppl._selection import index_residuals
+
+    n = _index_length(node)
+    uniform, explicit = index_residuals(selection, n)
+    if not explicit:
+        inner = _filter(ChoiceMap._raw(node._entries), uniform)
+        if isinstance(inner, ChoiceMap) and inner.is_empty():
+            return EMPTY
+        return ChoiceMap.indexed(inner._entries.get(LEAF, inner))
+    entries = {}
+    for i in range(n):
+        sub = _filter(node._child(i), explicit.get(i, uniform))
+        if not (isinstance(sub, ChoiceMap) and sub.is_empty()):
+            entries[i] = sub
+    return ChoiceMap._raw(entries)
+
+
+def _index_length(node: ChoiceMap) -> int:
+    leaves = jax.tree.leaves(node)
+    if not leaves:
+        return 0
+    return int(jnp.shape(leaves[0])[0])

@@ -1,0 +1,205 @@
+"""Distributions as generative functions: thin adapters over ``numpyro.distributions``.
+
+A ``Distribution`` wraps a function that builds a NumPyro distribution from arguments; its
+trace holds one value. Sampling, ``log_prob`` and supports are NumPyro's; this module adds the
+generative function interface, shape and support checks on given values, and ``@ address``.
+The score of a value is the sum of ``log_prob`` over the batch dimensions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as nd
+
+from ppl._choicemap import EMPTY, ChoiceMap, Masked
+from ppl._context import validating
+from ppl._debug import check_score
+from ppl._errors import AddressError
+from ppl._interface import GenerativeFunction, Invocation, Trace
+from ppl._selection import Selection
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class DistributionTrace(Trace):
+    """The trace of a distribution: one value and its log density."""
+
+    value: Any
+    score: jax.Array
+    args: tuple
+
+    @property
+    def choices(self) -> Any:
+        return self.value
+
+    @property
+    def retval(self) -> Any:
+        return self.value
+
+
+def _is_missing(constraint: Any) -> bool:
+    return isinstance(constraint, ChoiceMap) and constraint.is_empty()
+
+
+class Distribution(GenerativeFunction):
+    """A generative function with one random choice, drawn from a NumPyro distribution.
+
+    Args:
+        build: a function from arguments to a ``numpyro.distributions.Distribution`` (a
+            NumPyro distribution class works: ``Distribution(numpyro.distributions.Weibull)``).
+        name: how the distribution is shown in messages.
+
+    Example:
+        >>> import jax, numpyro.distributions as nd
+        >>> weibull = Distribution(nd.Weibull, "weibull")
+        >>> tr = weibull.simulate(jax.random.key(0), (1.0, 2.0))
+        >>> bool(tr.score == nd.Weibull(1.0, 2.0).log_prob(tr.value))
+        True
+    """
+
+    def __init__(self, build: Callable[..., nd.Distribution], name: str | None = None):
+        self.build = build
+        self.name = name or getattr(build, "__name__", "distribution")
+        try:
+            self._signature: inspect.Signature | None = inspect.signature(build)
+        except (TypeError, ValueError):
+            self._signature = None
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Invocation:
+        if kwargs or self._signature is not None:
+            args = self._bind(args, kwargs)
+        return Invocation(self, tuple(args))
+
+    def _bind(self, args: tuple, kwargs: dict) -> tuple:
+        if self._signature is None:
+            raise TypeError(f"{self.name} takes positional arguments only")
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        keyword_only = set(kwargs) & set(bound.kwargs)
+        if keyword_only:
+            raise TypeError(f"{self.name}: unsupported keyword arguments {sorted(keyword_only)}")
+        return tuple(bound.args)
+
+    def numpyro(self, args: tuple) -> nd.Distribution:
+        """The NumPyro distribution for these arguments."""
+        return self.build(*args)
+
+    # -- densities ---------------------------------------------------------------------------
+    def _log_density(self, dist: nd.Distribution, value: Any) -> jax.Array:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Out-of-support values")
+            score = jnp.sum(dist.log_prob(value))
+        check_score(score, self.name)
+        return score
+
+    def _check_value(self, dist: nd.Distribution, value: Any) -> Any:
+        value = jnp.asarray(value) if not isinstance(value, jax.Array) else value
+        expected = tuple(dist.batch_shape) + tuple(dist.event_shape)
+        if tuple(jnp.shape(value)) != expected:
+            raise AddressError(
+                f"the value at {{addr}} has shape {tuple(jnp.shape(value))}, but {self.name} "
+                f"there has shape {expected} (batch {tuple(dist.batch_shape)} + event "
+                f"{tuple(dist.event_shape)}); give a value of that shape"
+            )
+        if validating() and not isinstance(value, jax.core.Tracer):
+            inside = dist.support(value)
+            if not bool(jnp.all(inside)):
+                shown = value.tolist() if value.size <= 6 else f"array of shape {value.shape}"
+                raise AddressError(
+                    f"the value {shown} at {{addr}} is outside the support {dist.support} of "
+                    f"{self.name}; give a value inside it (or use ppl.validation(False) to "
+                    "score it as log density -inf)"
+                )
+        return value
+
+    # -- GFI ------------------------------------------------------------------------------------
+    def _sample(self, key: jax.Array, args: tuple) -> DistributionTrace:
+        dist = self.numpyro(args)
+        value = dist.sample(key)
+        return DistributionTrace(value, self._log_density(dist, value), args)
+
+    def _simulate(self, key, args):
+        return self._sample(key, args)
+
+    def _assess(self, choices, args):
+        if _is_missing(choices):
+            raise AddressError(
+                f"assess needs a value for every choice, but {{addr}} ({self.name}) "
+                "has none; add it to the choices"
+            )
+        if isinstance(choices, ChoiceMap):
+            raise AddressError(
+                f"{{addr}} is a single {self.name} choice, but the choices hold "
+                f"a map there ({choices!r}); give a value"
+            )
+        dist = self.numpyro(args)
+        value = self._check_value(dist, choices)
+        return self._log_density(dist, value), value
+
+    def _generate(self, key, constraints, args):
+        if _is_missing(constraints):
+            return self._sample(key, args), jnp.zeros(())
+        if isinstance(constraints, Masked):
+            dist = self.numpyro(args)
+            fresh = dist.sample(key)
+            value = jnp.where(constraints.flag, self._check_value(dist, constraints.value), fresh)
+            score = self._log_density(dist, value)
+            return DistributionTrace(value, score, args), jnp.where(constraints.flag, score, 0.0)
+        score, value = self._assess(constraints, args)
+        return DistributionTrace(value, score, args), score
+
+    def _update(self, key, trace, constraints, args):
+        dist = self.numpyro(args)
+        if _is_missing(constraints):
+            score = self._log_density(dist, trace.value)
+            return DistributionTrace(trace.value, score, args), score - trace.score, EMPTY
+        if isinstance(constraints, Masked):
+            given = self._check_value(dist, constraints.value)
+            value = jnp.where(constraints.flag, given, trace.value)
+            discard: Any = trace.value
+        else:
+            value = self._check_value(dist, constraints)
+            discard = trace.value
+        score = self._log_density(dist, value)
+        return DistributionTrace(value, score, args), score - trace.score, discard
+
+    def _regenerate(self, key, trace, selection: Selection, args):
+        flag = selection.leaf_flag()
+        dist = self.numpyro(args)
+        if flag is False:
+            score = self._log_density(dist, trace.value)
+            return DistributionTrace(trace.value, score, args), score - trace.score
+        fresh = dist.sample(key)
+        if flag is True:
+            return DistributionTrace(fresh, self._log_density(dist, fresh), args), jnp.zeros(())
+        value = jnp.where(flag, fresh, trace.value)
+        score = self._log_density(dist, value)
+        return DistributionTrace(value, score, args), jnp.where(flag, 0.0, score - trace.score)
+
+
+def from_numpyro(distribution: nd.Distribution) -> Invocation:
+    """Uses any NumPyro distribution instance as a random choice: ``from_numpyro(d) @ "x"``.
+
+    Example:
+        >>> import jax, numpyro.distributions as nd
+        >>> from ppl import gen
+        >>> @gen
+        ... def model():
+        ...     return from_numpyro(nd.Weibull(1.0, 2.0)) @ "w"
+        >>> float(model.assess({"w": 1.0}, ())[0]) == float(nd.Weibull(1.0, 2.0).log_prob(1.0))
+        True
+    """
+    return Invocation(_INSTANCE, (distribution,))
+
+
+_INSTANCE = Distribution(lambda distribution: distribution, "numpyro distribution")

@@ -1,0 +1,162 @@
+"""The generative function interface (GFI).
+
+Every generative function — a distribution, a ``@gen`` program, a combinator — implements five
+methods. With ``p`` the model's joint density over choices ``t`` given arguments, and ``q`` its
+internal proposal (ancestral sampling of the choices not constrained):
+
+* ``simulate(key, args) -> trace``: ``t ~ p``; ``trace.score = log p(t)``.
+* ``assess(choices, args) -> (log p(t), retval)``: every choice given.
+* ``generate(key, constraints, args) -> (trace, w)``: the constrained choices fixed, the rest
+  from ``q``; ``w = log p(t) - log q(t_unconstrained)`` (importance weight).
+* ``update(key, trace, constraints, args) -> (trace', w, discard)``: change choices and/or
+  arguments; ``w = log p'(t') - log p(t) - log q(t'_new)`` for fresh choices ``t'_new``;
+  ``discard`` holds the replaced values.
+* ``regenerate(key, trace, selection) -> (trace', w)``: resample the selected choices from
+  ``q``; ``w = log p(t')/p(t) - log q(t'_sel)/q(t_sel)``, the Metropolis–Hastings log ratio of
+  the "resimulate from the prior" proposal.
+
+All are pure functions of explicit PRNG keys and work under ``jax.jit``, ``jax.vmap`` and
+``jax.grad``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+import jax
+
+from ppl._choicemap import EMPTY, ChoiceMap
+from ppl._context import current_handler
+from ppl._errors import GenerativeContextError
+from ppl._selection import Selection, as_selection
+
+
+class Trace(abc.ABC):
+    """A record of one execution: choices, score (``log p``), return value and arguments."""
+
+    args: tuple
+    retval: Any
+    score: jax.Array
+
+    @property
+    @abc.abstractmethod
+    def choices(self) -> Any:
+        """The random choices, as a ``ChoiceMap`` (or a bare value for a distribution)."""
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Invocation:
+    """``gen_fn(*args)``: waiting for ``@ address`` inside a ``@gen`` function."""
+
+    gen_fn: Any = dataclasses.field(metadata={"static": True})
+    args: tuple
+
+    def __matmul__(self, address: Any) -> Any:
+        handler = current_handler()
+        if handler is None:
+            raise GenerativeContextError(
+                f"`{self.gen_fn!r}(...) @ {address!r}` is only meaningful inside a @gen "
+                f"function; to run it directly use {self.gen_fn!r}.simulate(key, args) or "
+                ".assess(choices, args)"
+            )
+        return handler.visit(address, self.gen_fn, self.args)
+
+
+def _check_args(args: Any, method: str) -> tuple:
+    if not isinstance(args, tuple):
+        raise TypeError(
+            f"{method}: `args` must be a tuple of the function's arguments, got "
+            f"{type(args).__name__}; write (x,) for a single argument"
+        )
+    return args
+
+
+def as_constraints(constraints: Any) -> Any:
+    """``None``/dict/``ChoiceMap``/bare value to the internal constraint tree."""
+    if constraints is None:
+        return EMPTY
+    if isinstance(constraints, dict):
+        return ChoiceMap(constraints)
+    return constraints
+
+
+class GenerativeFunction(abc.ABC):
+    """Base class of generative functions: the five GFI methods, plus ``f(*args) @ addr``.
+
+    Subclasses implement the underscored methods on internal representations; the public
+    methods normalise their inputs (dicts become ``ChoiceMap``s, addresses become selections).
+    """
+
+    def __call__(self, *args: Any) -> Invocation:
+        return Invocation(self, tuple(args))
+
+    # -- public interface ------------------------------------------------------------------
+    def simulate(self, key: jax.Array, args: tuple = ()) -> Trace:
+        """Samples every choice: returns a trace with ``score = log p(choices)``."""
+        return self._simulate(key, _check_args(args, "simulate"))
+
+    def assess(self, choices: Any, args: tuple = ()) -> tuple[jax.Array, Any]:
+        """Returns ``(log p(choices), retval)``; every choice must be given."""
+        return self._assess(as_constraints(choices), _check_args(args, "assess"))
+
+    def generate(
+        self, key: jax.Array, constraints: Any, args: tuple = ()
+    ) -> tuple[Trace, jax.Array]:
+        """Importance sampling: ``(trace, log p(t) - log q(unconstrained part))``."""
+        return self._generate(key, as_constraints(constraints), _check_args(args, "generate"))
+
+    def update(
+        self,
+        key: jax.Array,
+        trace: Trace,
+        constraints: Any = None,
+        args: tuple | None = None,
+    ) -> tuple[Trace, jax.Array, Any]:
+        """Changes choices and/or arguments: ``(new_trace, incremental weight, discard)``."""
+        args = trace.args if args is None else _check_args(args, "update")
+        return self._update(key, trace, as_constraints(constraints), args)
+
+    def regenerate(self, key: jax.Array, trace: Trace, selection: Any) -> tuple[Trace, jax.Array]:
+        """Resamples the selected choices from the prior: ``(new_trace, MH log ratio)``."""
+        return self._regenerate(key, trace, as_selection(selection), trace.args)
+
+    def propose(self, key: jax.Array, args: tuple = ()) -> tuple[Any, jax.Array, Any]:
+        """``(choices, log q(choices), retval)``: ``simulate`` seen as a proposal."""
+        trace = self.simulate(key, args)
+        return trace.choices, trace.score, trace.retval
+
+    # -- combinator shorthands ---------------------------------------------------------------
+    def vmap(self, in_axes: Any = 0, axis_size: int | None = None) -> GenerativeFunction:
+        """``Vmap(self, in_axes, axis_size)``: independent repeats."""
+        from ppl.combinators import Vmap
+
+        return Vmap(self, in_axes=in_axes, axis_size=axis_size)
+
+    def scan(self, length: int | None = None) -> GenerativeFunction:
+        """``Scan(self, length)``: a Markov chain of this kernel."""
+        from ppl.combinators import Scan
+
+        return Scan(self, length=length)
+
+    # -- what subclasses implement -----------------------------------------------------------
+    @abc.abstractmethod
+    def _simulate(self, key: jax.Array, args: tuple) -> Trace: ...
+
+    @abc.abstractmethod
+    def _assess(self, choices: Any, args: tuple) -> tuple[jax.Array, Any]: ...
+
+    @abc.abstractmethod
+    def _generate(self, key: jax.Array, constraints: Any, args: tuple) -> tuple[Trace, Any]: ...
+
+    @abc.abstractmethod
+    def _update(
+        self, key: jax.Array, trace: Trace, constraints: Any, args: tuple
+    ) -> tuple[Trace, jax.Array, Any]: ...
+
+    @abc.abstractmethod
+    def _regenerate(
+        self, key: jax.Array, trace: Trace, selection: Selection, args: tuple
+    ) -> tuple[Trace, jax.Array]: ...

@@ -1,0 +1,284 @@
+"""``@gen``: generative functions written as Python functions.
+
+The body runs once per GFI call under an interpreter (a *handler*) that gives meaning to each
+``gen_fn(...) @ address``: sample it, score it, constrain it, update it or resample it. Under
+``jax.jit`` the body runs once at trace time, so the compiled program is the model's own
+arithmetic with no interpretive overhead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ppl._address import Path, show, show_many, to_path
+from ppl._choicemap import EMPTY, ChoiceMap, Masked
+from ppl._context import at_prefix, handling
+from ppl._errors import AddressError
+from ppl._interface import GenerativeFunction, Trace
+from ppl._selection import Selection
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class StaticTrace(Trace):
+    """The trace of a ``@gen`` function: one sub-trace per visited address, in visit order."""
+
+    args: tuple
+    retval: Any
+    score: jax.Array
+    subtraces: tuple
+    addresses: tuple = dataclasses.field(metadata={"static": True})
+
+    @property
+    def choices(self) -> ChoiceMap:
+        return ChoiceMap(
+            dict(zip(self.addresses, (t.choices for t in self.subtraces), strict=True))
+        )
+
+    def subtrace(self, address: Any) -> Trace:
+        """The trace of the call at ``address``."""
+        path = to_path(address)
+        for p, t in zip(self.addresses, self.subtraces, strict=True):
+            if p == path:
+                return t
+        raise KeyError(f"no call at {show(path)}; visited {show_many(list(self.addresses))}")
+
+
+class _Handler:
+    """Runs one GFI method over the body; subclasses say what a visit does."""
+
+    def __init__(self, key: jax.Array | None, owner: str):
+        self.key = key
+        self.owner = owner
+        self.paths: list[Path] = []
+        self.subtraces: list[Trace] = []
+        self.score = jnp.zeros(())
+        self.weight = jnp.zeros(())
+        self._claimed: dict = {}
+
+    def next_key(self) -> jax.Array:
+        self.key, sub = jax.random.split(self.key)
+        return sub
+
+    def _claim(self, path: Path) -> None:
+        node = self._claimed
+        for i, component in enumerate(path):
+            nxt = node.get(component)
+            if nxt is True:
+                raise AddressError(
+                    f"{{addr}} lies below the address {show(path[: i + 1])}, which already "
+                    f"holds a random choice in this execution of {self.owner}; give it a "
+                    "distinct address",
+                    path,
+                )
+            if nxt is None:
+                nxt = node[component] = {} if i < len(path) - 1 else True
+            elif i == len(path) - 1:
+                raise AddressError(
+                    f"the address {{addr}} is used twice in one execution of {self.owner}; "
+                    "every random choice needs its own address (in a loop, index it: "
+                    "('y', i))",
+                    path,
+                )
+            node = nxt
+
+    def visit(self, address: Any, gen_fn: GenerativeFunction, args: tuple) -> Any:
+        path = to_path(address)
+        if not path:
+            raise AddressError(f"an empty address was used in {self.owner}; name the choice")
+        self._claim(path)
+        with at_prefix(path):
+            try:
+                trace = self.run(path, gen_fn, args)
+            except AddressError as error:
+                raise error.with_prefix(path) from None
+        self.paths.append(path)
+        self.subtraces.append(trace)
+        self.score = self.score + trace.score
+        return trace.retval
+
+    def run(self, path: Path, gen_fn: GenerativeFunction, args: tuple) -> Trace:
+        raise NotImplementedError
+
+
+class _Simulate(_Handler):
+    def run(self, path, gen_fn, args):
+        return gen_fn._simulate(self.next_key(), args)
+
+
+class _Generate(_Handler):
+    def __init__(self, key, owner, constraints):
+        super().__init__(key, owner)
+        self.constraints = constraints
+
+    def run(self, path, gen_fn, args):
+        trace, weight = gen_fn._generate(self.next_key(), _submap(self.constraints, path), args)
+        self.weight = self.weight + weight
+        return trace
+
+
+class _Assess(_Generate):
+    """Like generate, but every choice must be given, so no key is needed."""
+
+    def run(self, path, gen_fn, args):
+        score, retval = gen_fn._assess(_submap(self.constraints, path), args)
+        return _Scored(score, retval)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scored:
+    score: Any
+    retval: Any
+
+
+class _Update(_Generate):
+    def __init__(self, key, owner, constraints, previous: StaticTrace):
+        super().__init__(key, owner, constraints)
+        self.previous = dict(zip(previous.addresses, previous.subtraces, strict=True))
+        self.discard: dict = {}
+
+    def run(self, path, gen_fn, args):
+        old = self.previous.get(path)
+        sub = _submap(self.constraints, path)
+        if old is None:
+            trace, weight = gen_fn._generate(self.next_key(), sub, args)
+        else:
+            trace, weight, discard = gen_fn._update(self.next_key(), old, sub, args)
+            if not (isinstance(discard, ChoiceMap) and discard.is_empty()):
+                self.discard[path] = discard
+        self.weight = self.weight + weight
+        return trace
+
+    def drop_unvisited(self) -> None:
+        """Choices of the old trace not visited now leave the trace: w -= their score."""
+        visited = set(self.paths)
+        for path, old in self.previous.items():
+            if path not in visited:
+                self.weight = self.weight - old.score
+                self.discard[path] = old.choices
+
+
+class _Regenerate(_Update):
+    def __init__(self, key, owner, selection: Selection, previous: StaticTrace):
+        super().__init__(key, owner, EMPTY, previous)
+        self.selection = selection
+
+    def run(self, path, gen_fn, args):
+        old = self.previous.get(path)
+        if old is None:
+            trace, weight = gen_fn._generate(self.next_key(), EMPTY, args)
+        else:
+            sub = self.selection
+            for component in path:
+                sub = sub.step(component)
+            trace, weight = gen_fn._regenerate(self.next_key(), old, sub, args)
+        self.weight = self.weight + weight
+        return trace
+
+
+def _submap(constraints: Any, path: Path) -> Any:
+    if isinstance(constraints, ChoiceMap):
+        return constraints.get_submap(path)
+    if isinstance(constraints, Masked):
+        raise AddressError("a masked constraint reached {addr}, which is not a single choice")
+    raise AddressError(
+        f"constraints for a @gen function must be a dict or ChoiceMap of addresses, got a "
+        f"{type(constraints).__name__} at {{addr}}"
+    )
+
+
+class StaticGenerativeFunction(GenerativeFunction):
+    """A generative function defined by a Python function; made by ``@gen``."""
+
+    def __init__(self, fn: Callable[..., Any]):
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return getattr(self.fn, "__name__", "gen_fn")
+
+    def _run(self, handler: _Handler, args: tuple) -> Any:
+        with handling(handler):
+            return self.fn(*args)
+
+    def _trace(self, handler: _Handler, args: tuple, retval: Any) -> StaticTrace:
+        return StaticTrace(
+            args, retval, handler.score, tuple(handler.subtraces), tuple(handler.paths)
+        )
+
+    def _check_constraints(self, constraints: Any, handler: _Handler, method: str) -> None:
+        if not isinstance(constraints, ChoiceMap):
+            _submap(constraints, ())  # raises the right error for non-maps
+        visited = set(handler.paths)
+        for leaf in constraints.leaf_paths():
+            if not any(leaf[:k] in visited for k in range(1, len(leaf) + 1)):
+                raise AddressError(
+                    f"{method}: constraint on {{addr}}, but {self!r} never visits it; it "
+                    f"visits {show_many(handler.paths)}",
+                    leaf,
+                )
+
+    def _simulate(self, key, args):
+        handler = _Simulate(key, repr(self))
+        retval = self._run(handler, args)
+        return self._trace(handler, args, retval)
+
+    def _assess(self, choices, args):
+        handler = _Assess(None, repr(self), choices)
+        retval = self._run(handler, args)
+        self._check_constraints(choices, handler, "assess")
+        return handler.score, retval
+
+    def _generate(self, key, constraints, args):
+        handler = _Generate(key, repr(self), constraints)
+        retval = self._run(handler, args)
+        self._check_constraints(constraints, handler, "generate")
+        return self._trace(handler, args, retval), handler.weight
+
+    def _update(self, key, trace, constraints, args):
+        handler = _Update(key, repr(self), constraints, trace)
+        retval = self._run(handler, args)
+        self._check_constraints(constraints, handler, "update")
+        handler.drop_unvisited()
+        return self._trace(handler, args, retval), handler.weight, ChoiceMap(handler.discard)
+
+    def _regenerate(self, key, trace, selection, args):
+        handler = _Regenerate(key, repr(self), selection, trace)
+        retval = self._run(handler, args)
+        handler.drop_unvisited()
+        return self._trace(handler, args, retval), handler.weight
+
+
+def gen(fn: Callable[..., Any]) -> StaticGenerativeFunction:
+    """Makes a generative function from a Python function.
+
+    Inside the body, ``dist(...) @ address`` makes a random choice and
+    ``other_gen_fn(...) @ address`` calls another generative function, whose choices nest
+    under ``address``.
+
+    Args:
+        fn: the model's body; its arguments are the generative function's arguments.
+
+    Returns:
+        A ``StaticGenerativeFunction`` with ``simulate``, ``assess``, ``generate``, ``update``
+        and ``regenerate``.
+
+    Example:
+        >>> import jax
+        >>> from ppl import normal
+        >>> @gen
+        ... def model(x):
+        ...     slope = normal(0.0, 1.0) @ "slope"
+        ...     return normal(slope * x, 0.1) @ "y"
+        >>> trace, w = model.generate(jax.random.key(0), {"y": 2.0}, (1.0,))
+        >>> float(trace.choices["y"]), bool(w == model.assess(trace.choices, (1.0,))[0]
+        ...                                 - trace.subtrace("slope").score)
+        (2.0, True)
+    """
+    return StaticGenerativeFunction(fn)
