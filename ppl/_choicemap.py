@@ -159,6 +159,8 @@ class ChoiceMap(Mapping):
                 f"no choice at {show(to_path(address))}; this choice map holds "
                 f"{show_many(self.leaf_paths())}"
             )
+        if isinstance(node, ChoiceMap) and node._indexed and set(node._entries) == {LEAF}:
+            return node._entries[LEAF]  # the repeats of one distribution: a batched value
         return node
 
     def __contains__(self, address: object) -> bool:

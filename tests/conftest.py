@@ -1,0 +1,19 @@
+"""Test configuration: strict JAX settings and fixed hypothesis profiles."""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "")
+
+import jax  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+settings.register_profile(
+    "ci",
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("ci")
