@@ -48,13 +48,11 @@ def main(particles: int) -> None:
 
     # 3. importance sampling: many generate calls in one vmap, self-normalised weights.
     keys = jax.random.split(jax.random.key(1), particles)
-    traces, log_weights = jax.jit(
-        jax.vmap(lambda k: regression.generate(k, {"ys": ys}, (xs,)))
-    )(keys)
-    weights = jax.nn.softmax(log_weights)
-    estimate = jnp.stack(
-        [weights @ traces.choices["slope"], weights @ traces.choices["intercept"]]
+    traces, log_weights = jax.jit(jax.vmap(lambda k: regression.generate(k, {"ys": ys}, (xs,))))(
+        keys
     )
+    weights = jax.nn.softmax(log_weights)
+    estimate = jnp.stack([weights @ traces.choices["slope"], weights @ traces.choices["intercept"]])
     exact = exact_posterior_mean(xs, ys)
     print(f"posterior mean (slope, intercept): importance sampling {estimate}, exact {exact}")
     assert jnp.allclose(estimate, exact, atol=0.1), "importance sampling disagrees with exact"

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ppl._address import Path
+from ppl._jax_internals import DEBUG_STATE
 
 _handler: contextvars.ContextVar[Any] = contextvars.ContextVar("ppl_handler", default=None)
 _prefix: contextvars.ContextVar[Path] = contextvars.ContextVar("ppl_prefix", default=())
@@ -51,7 +52,9 @@ def current_prefix() -> Path:
 def debug(enabled: bool = True) -> Iterator[None]:
     """Checks every random choice's log density for NaN/inf and names the first bad address.
 
-    Under ``jax.jit`` the check runs as a host callback; eagerly it raises at once.
+    Under ``jax.jit`` the check runs as a host callback; eagerly it raises at once. The switch
+    is part of JAX's compilation cache key, so a function jitted outside ``debug()`` is traced
+    again (with the checks) inside it.
 
     Example:
         >>> import jax
@@ -67,6 +70,10 @@ def debug(enabled: bool = True) -> Iterator[None]:
         ...         print("non-finite log density nan at 'y'" in str(error))
         True
     """
+    if DEBUG_STATE is not None:
+        with DEBUG_STATE(enabled):
+            yield
+        return
     token = _debug.set(enabled)
     try:
         yield
@@ -75,7 +82,7 @@ def debug(enabled: bool = True) -> Iterator[None]:
 
 
 def debugging() -> bool:
-    return _debug.get()
+    return bool(DEBUG_STATE.value) if DEBUG_STATE is not None else _debug.get()
 
 
 @contextlib.contextmanager

@@ -68,8 +68,16 @@ class _Handler:
 
     def _claim(self, path: Path) -> None:
         node = self._claimed
+        last = len(path) - 1
         for i, component in enumerate(path):
             nxt = node.get(component)
+            if nxt is True and i == last:
+                raise AddressError(
+                    f"the address {{addr}} is used twice in one execution of {self.owner}; "
+                    "every random choice needs its own address (in a loop, index it: "
+                    "('y', i))",
+                    path,
+                )
             if nxt is True:
                 raise AddressError(
                     f"{{addr}} lies below the address {show(path[: i + 1])}, which already "
@@ -77,15 +85,14 @@ class _Handler:
                     "distinct address",
                     path,
                 )
-            if nxt is None:
-                nxt = node[component] = {} if i < len(path) - 1 else True
-            elif i == len(path) - 1:
+            if nxt is not None and i == last:
                 raise AddressError(
-                    f"the address {{addr}} is used twice in one execution of {self.owner}; "
-                    "every random choice needs its own address (in a loop, index it: "
-                    "('y', i))",
+                    f"the address {{addr}} already has choices below it in this execution of "
+                    f"{self.owner}; give this choice a distinct address",
                     path,
                 )
+            if nxt is None:
+                nxt = node[component] = {} if i < last else True
             node = nxt
 
     def visit(self, address: Any, gen_fn: GenerativeFunction, args: tuple) -> Any:

@@ -1,0 +1,27 @@
+"""The one place that touches private JAX APIs (see tests/test_jax_internals.py).
+
+``ppl.debug()`` changes what a traced program contains (host callbacks that check scores), so
+its state must be part of JAX's trace-context cache key: otherwise a function jitted outside
+``debug()`` would be reused, unchecked, inside it. JAX offers this only through
+``jax._src.config.bool_state``; if a future JAX removes it, ``DEBUG_STATE`` is ``None`` and
+``ppl.debug`` falls back to a plain context variable (checks then apply to functions first
+traced inside the context).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEBUG_STATE: Any
+try:
+    from jax._src import config as _config
+
+    DEBUG_STATE = _config.bool_state(
+        name="ppl_debug",
+        default=False,
+        help="ppl: check every random choice's log density for NaN/inf.",
+        include_in_jit_key=True,
+        include_in_trace_context=True,
+    )
+except Exception:  # pragma: no cover - depends on the installed JAX
+    DEBUG_STATE = None

@@ -1,0 +1,24 @@
+"""The private JAX API we rely on still exists and still keys the jit cache."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from ppl import debug, gen, normal
+from ppl._jax_internals import DEBUG_STATE
+
+
+def test_debug_state_is_available():
+    assert DEBUG_STATE is not None, "jax._src.config.bool_state moved: update ppl/_jax_internals"
+
+
+def test_debug_switch_retraces_a_function_jitted_before():
+    @gen
+    def m(scale):
+        return normal(0.0, scale) @ "x"
+
+    simulate = jax.jit(m.simulate)
+    assert jnp.isnan(simulate(jax.random.key(0), (-1.0,)).score)  # compiled without checks
+    with debug(), pytest.raises(Exception, match="non-finite log density nan at 'x'"):
+        simulate(jax.random.key(0), (-1.0,))
+    assert jnp.isnan(simulate(jax.random.key(0), (-1.0,)).score)  # and back without them
