@@ -1,0 +1,118 @@
+"""ChoiceMap and Selection: round trips and algebra, as properties."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ppl import ChoiceMap, Scan, Vmap, gen, normal, select
+
+components = st.one_of(st.sampled_from(["a", "b", "c", "y"]), st.integers(0, 3))
+paths = st.lists(components, min_size=1, max_size=3).map(tuple)
+
+
+@st.composite
+def choice_dicts(draw):
+    """Flat {path: value} dicts whose paths are prefix-free (a path is a value or a map)."""
+    out: dict = {}
+    for path in draw(st.lists(paths, max_size=8)):
+        clash = any(p[: len(path)] == path or path[: len(p)] == p for p in out)
+        if not clash:
+            shape = draw(st.sampled_from([(), (2,), (2, 3)]))
+            out[path] = np.full(shape, draw(st.floats(-5, 5, width=32)), np.float32)
+    return out
+
+
+@given(choice_dicts())
+def test_flat_dict_round_trip(flat):
+    cm = ChoiceMap(flat)
+    assert set(cm.leaf_paths()) == set(flat)
+    for path, value in flat.items():
+        np.testing.assert_array_equal(cm[path], value)
+
+
+@given(choice_dicts())
+def test_ravel_round_trip_keeps_order_and_values(flat):
+    cm = ChoiceMap(flat)
+    vector, unravel = cm.ravel()
+    assert vector.shape == (sum(v.size for v in flat.values()),)
+    back = unravel(vector)
+    assert back.leaf_paths() == cm.leaf_paths()
+    for path in flat:
+        np.testing.assert_array_equal(back[path], cm[path])
+
+
+@given(choice_dicts(), st.lists(paths, min_size=1, max_size=3))
+def test_filter_and_complement_partition_the_choices(flat, selected):
+    cm = ChoiceMap(flat)
+    sel = select(*selected)
+    kept, dropped = cm.filter(sel).leaf_paths(), cm.filter(~sel).leaf_paths()
+    assert set(kept) | set(dropped) == set(flat)
+    assert not set(kept) & set(dropped)
+    for path in kept:
+        assert path in sel
+    for path in dropped:
+        assert path not in sel
+
+
+@given(paths, st.lists(paths, max_size=3), st.lists(paths, max_size=3))
+def test_selection_algebra(path, a, b):
+    sa, sb = select(*a), select(*b)
+    assert (path in (sa | sb)) == (path in sa or path in sb)
+    assert (path in (sa & sb)) == (path in sa and path in sb)
+    assert (path in ~sa) == (path not in sa)
+    prefix_selected = any(path[: len(p)] == p for p in a)
+    assert (path in sa) == prefix_selected
+
+
+def test_wildcard_matches_any_component():
+    s = select(("y", ..., "w"))
+    assert ("y", 3, "w") in s and ("y", "k", "w") in s
+    assert ("y", 3, "b") not in s and ("x", 3, "w") not in s
+
+
+def test_merge_right_wins_and_nests():
+    cm = ChoiceMap({"a": 1.0, ("b", "c"): 2.0}) | {("b", "d"): 3.0, "a": 4.0}
+    assert cm.to_dict() == {"a": 4.0, "b": {"c": 2.0, "d": 3.0}}
+
+
+def test_indexed_choices_from_combinators():
+    @gen
+    def kernel(carry, x):
+        z = normal(carry + x, 1.0) @ "z"
+        return z, z
+
+    @gen
+    def model():
+        Vmap(normal, in_axes=(0, None))(jnp.zeros(3), 1.0) @ "plate"
+        Scan(kernel)(0.0, jnp.arange(4.0)) @ "chain"
+        return None
+
+    tr = model.simulate(jax.random.key(0), ())
+    cm = tr.choices
+    assert cm["plate"].shape == (3,) and cm["chain", "z"].shape == (4,)
+    assert cm["chain", 2, "z"] == cm["chain", "z"][2]
+    assert cm["plate", 1] == cm["plate"][1]
+    assert cm.leaf_paths() == [("plate", ...), ("chain", ..., "z")]
+    sub = cm.filter(select(("chain", 2, "z"), ("plate", ...)))
+    assert sub.to_dict()["chain"] == {2: {"z": cm["chain", "z"][2]}}
+    np.testing.assert_array_equal(sub["plate"], cm["plate"])
+    vector, unravel = cm.ravel(select("chain"))
+    np.testing.assert_array_equal(vector, cm["chain", "z"])
+    np.testing.assert_array_equal(unravel(vector + 1)["chain", "z"], cm["chain", "z"] + 1)
+    # The flattening of a trace's selection is stable across traces of the same model.
+    other = model.simulate(jax.random.key(1), ()).choices
+    assert jax.tree.structure(other.filter(select("chain"))) == jax.tree.structure(
+        cm.filter(select("chain"))
+    )
+
+
+def test_missing_address_message_lists_contents():
+    cm = ChoiceMap({"a": 1.0, ("y", 0): 1.0, ("y", 1): 2.0, ("y", 2): 3.0})
+    try:
+        cm["b"]
+    except KeyError as error:
+        assert "no choice at 'b'" in str(error) and "('y', 0..2)" in str(error)
+    else:
+        raise AssertionError("expected KeyError")
