@@ -71,7 +71,7 @@ class Switch(GenerativeFunction):
         return jnp.asarray(index, jnp.int32), tuple(branch_args)
 
     def _switch(self, index, make) -> Any:
-        fns = [lambda i=i: make(i, b) for i, b in enumerate(self.branches)]
+        fns = [lambda i=i, b=b: make(i, b) for i, b in enumerate(self.branches)]
         try:
             return jax.lax.switch(index, fns)
         except TypeError as error:
