@@ -30,7 +30,7 @@ def to_path(address: Any) -> Path:
         (('slope',), ('y', 3))
     """
     path = address if isinstance(address, tuple) else (address,)
-    out = []
+    out: list[Any] = []
     for component in path:
         if isinstance(component, str) or component is Ellipsis:
             out.append(component)

@@ -72,6 +72,8 @@ class ChoiceMap(Mapping):
     """
 
     __slots__ = ("_entries", "_indexed")
+    _entries: dict
+    _indexed: bool
 
     def __init__(self, entries: Mapping | None = None, *, indexed: bool = False):
         built: dict = {}

@@ -66,7 +66,7 @@ class Distribution(GenerativeFunction):
 
     def __init__(self, build: Callable[..., nd.Distribution], name: str | None = None):
         self.build = build
-        self.name = name or getattr(build, "__name__", "distribution")
+        self.name: str = name or str(getattr(build, "__name__", "distribution"))
         try:
             self._signature: inspect.Signature | None = inspect.signature(build)
         except (TypeError, ValueError):

@@ -63,11 +63,12 @@ class _Handler:
         self._claimed: dict = {}
 
     def next_key(self) -> jax.Array:
+        assert self.key is not None, "this interpretation draws no randomness"
         self.key, sub = jax.random.split(self.key)
         return sub
 
     def _claim(self, path: Path) -> None:
-        node = self._claimed
+        node: Any = self._claimed
         last = len(path) - 1
         for i, component in enumerate(path):
             nxt = node.get(component)
