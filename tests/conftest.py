@@ -1,11 +1,7 @@
-"""Test configuration: strict JAX settings and fixed hypothesis profiles."""
+"""Test configuration: strict JAX settings and a fixed, derandomized hypothesis profile."""
 
-import os
-
-os.environ.setdefault("XLA_FLAGS", "")
-
-import jax  # noqa: E402
-from hypothesis import HealthCheck, settings  # noqa: E402
+import jax
+from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
