@@ -106,3 +106,22 @@ def test_nested_vmap_choices_and_score():
         tr.score, jnp.sum(nd.Normal(locs, 1.0).log_prob(tr.retval)), rtol=1e-5
     )
     np.testing.assert_allclose(outer.assess(tr.choices, (locs, 1.0))[0], tr.score, rtol=1e-6)
+
+
+def test_static_update_with_new_arguments_visits_new_addresses_and_drops_old_ones():
+    @gen
+    def model(n):
+        x = normal(0.0, 1.0) @ "x"
+        for i in range(n):
+            normal(x, 1.0) @ ("y", i)
+        return x
+
+    tr = model.simulate(KEY, (3,))
+    shorter, weight, discard = model.update(KEY, tr, None, (2,))
+    assert shorter.choices.leaf_paths() == [("x",), ("y", 0), ("y", 1)]
+    assert discard.to_dict() == {"y": {2: tr.choices["y", 2]}}
+    np.testing.assert_allclose(weight, shorter.score - tr.score, rtol=1e-6)
+    longer, weight, discard = model.update(KEY, tr, {("y", 3): 0.5}, (4,))
+    assert longer.choices["y", 3] == 0.5 and discard.is_empty()
+    # A new constrained choice enters the weight with its density; a new free one with none.
+    np.testing.assert_allclose(weight, longer.score - tr.score, rtol=1e-6)
