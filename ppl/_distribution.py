@@ -43,6 +43,10 @@ class DistributionTrace(Trace):
     def retval(self) -> Any:
         return self.value
 
+    @property
+    def site_scores(self) -> jax.Array:
+        return self.score
+
 
 def _is_missing(constraint: Any) -> bool:
     return isinstance(constraint, ChoiceMap) and constraint.is_empty()
@@ -92,7 +96,10 @@ class Distribution(GenerativeFunction):
 
     def numpyro(self, args: tuple) -> nd.Distribution:
         """The NumPyro distribution for these arguments."""
-        return self.build(*args)
+        try:
+            return self.build(*args)
+        except ValueError as error:
+            raise AddressError(f"invalid arguments for {self.name} at {{addr}}: {error}") from None
 
     # -- densities ---------------------------------------------------------------------------
     def _log_density(self, dist: nd.Distribution, value: Any) -> jax.Array:
@@ -112,8 +119,13 @@ class Distribution(GenerativeFunction):
                 f"{tuple(dist.event_shape)}); give a value of that shape"
             )
         if validating() and not isinstance(value, jax.core.Tracer):
-            inside = dist.support(value)
-            if not bool(jnp.all(inside)):
+            try:
+                inside = bool(jnp.all(dist.support(value)))
+            except jax.errors.ConcretizationTypeError:
+                # Inside a jit/while trace even constants are staged: the check is free there,
+                # and an out-of-support value scores -inf.
+                inside = True
+            if not inside:
                 shown = value.tolist() if value.size <= 6 else f"array of shape {value.shape}"
                 raise AddressError(
                     f"the value {shown} at {{addr}} is outside the support {dist.support} of "
@@ -172,6 +184,9 @@ class Distribution(GenerativeFunction):
             discard = trace.value
         score = self._log_density(dist, value)
         return DistributionTrace(value, score, args), score - trace.score, discard
+
+    def _supports(self, trace):
+        return self.numpyro(trace.args).support
 
     def _regenerate(self, key, trace, selection: Selection, args):
         flag = selection.leaf_flag()

@@ -45,6 +45,15 @@ class Trace(abc.ABC):
     def choices(self) -> Any:
         """The random choices, as a ``ChoiceMap`` (or a bare value for a distribution)."""
 
+    @property
+    @abc.abstractmethod
+    def site_scores(self) -> Any:
+        """The log density of each random choice, shaped like ``choices`` without event dims.
+
+        A plate's sites give one score per repeat, so observed plates give pointwise
+        log-likelihoods (for LOO/WAIC).
+        """
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +137,23 @@ class GenerativeFunction(abc.ABC):
         trace = self.simulate(key, args)
         return trace.choices, trace.score, trace.retval
 
+    def supports(self, trace: Trace) -> Any:
+        """The support of every choice in ``trace``: NumPyro constraints, shaped like choices.
+
+        Inference uses it to map constrained choices to an unconstrained space
+        (``numpyro.distributions.transforms.biject_to``) and to enumerate finite supports.
+
+        Example:
+            >>> import jax
+            >>> from ppl import gen, gamma, normal
+            >>> @gen
+            ... def model():
+            ...     return normal(gamma(2.0, 1.0) @ "scale", 1.0) @ "x"
+            >>> model.supports(model.simulate(jax.random.key(0), ())).to_dict()
+            {'scale': Positive(lower_bound=0.0), 'x': Real()}
+        """
+        return self._supports(trace)
+
     # -- combinator shorthands ---------------------------------------------------------------
     def vmap(self, in_axes: Any = 0, axis_size: int | None = None) -> GenerativeFunction:
         """``Vmap(self, in_axes, axis_size)``: independent repeats."""
@@ -155,6 +181,9 @@ class GenerativeFunction(abc.ABC):
     def _update(
         self, key: jax.Array, trace: Trace, constraints: Any, args: tuple
     ) -> tuple[Trace, jax.Array, Any]: ...
+
+    @abc.abstractmethod
+    def _supports(self, trace: Trace) -> Any: ...
 
     @abc.abstractmethod
     def _regenerate(

@@ -41,6 +41,12 @@ class StaticTrace(Trace):
             dict(zip(self.addresses, (t.choices for t in self.subtraces), strict=True))
         )
 
+    @property
+    def site_scores(self) -> ChoiceMap:
+        return ChoiceMap(
+            dict(zip(self.addresses, (t.site_scores for t in self.subtraces), strict=True))
+        )
+
     def subtrace(self, address: Any) -> Trace:
         """The trace of the call at ``address``."""
         path = to_path(address)
@@ -190,6 +196,20 @@ class _Regenerate(_Update):
         return trace
 
 
+class _Supports(_Handler):
+    """Replays a trace (each call returns its recorded value) collecting the supports."""
+
+    def __init__(self, owner, previous: StaticTrace):
+        super().__init__(None, owner)
+        self.previous = dict(zip(previous.addresses, previous.subtraces, strict=True))
+        self.found: dict = {}
+
+    def run(self, path, gen_fn, args):
+        old = self.previous[path]
+        self.found[path] = gen_fn._supports(old)
+        return old
+
+
 def _submap(constraints: Any, path: Path) -> Any:
     if isinstance(constraints, ChoiceMap):
         return constraints.get_submap(path)
@@ -255,6 +275,11 @@ class StaticGenerativeFunction(GenerativeFunction):
         self._check_constraints(constraints, handler, "update")
         handler.drop_unvisited()
         return self._trace(handler, args, retval), handler.weight, ChoiceMap(handler.discard)
+
+    def _supports(self, trace):
+        handler = _Supports(repr(self), trace)
+        self._run(handler, trace.args)
+        return ChoiceMap(handler.found)
 
     def _regenerate(self, key, trace, selection, args):
         handler = _Regenerate(key, repr(self), selection, trace)

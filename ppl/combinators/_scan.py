@@ -35,6 +35,10 @@ class ScanTrace(Trace):
     def choices(self) -> ChoiceMap:
         return ChoiceMap.indexed(self.inner.choices)
 
+    @property
+    def site_scores(self) -> ChoiceMap:
+        return ChoiceMap.indexed(self.inner.site_scores)
+
 
 class Scan(GenerativeFunction):
     """A chain of ``kernel`` steps, threading a carry.
@@ -145,6 +149,9 @@ class Scan(GenerativeFunction):
             step, args, self._keys(key, args), trace.inner, given
         )
         return (self._trace(inner, args), jnp.sum(weights), batched_discard(discard, constraints))
+
+    def _supports(self, trace):
+        return ChoiceMap.indexed(jax.vmap(self.kernel._supports)(trace.inner))
 
     def _regenerate(self, key, trace, selection, args):
         template, flags = batched_selection(selection, self._size(args))

@@ -33,6 +33,10 @@ class SwitchTrace(Trace):
     def retval(self) -> Any:
         return self.branch.retval
 
+    @property
+    def site_scores(self) -> Any:
+        return self.branch.site_scores
+
 
 class Switch(GenerativeFunction):
     """Runs branch ``index`` of ``branches``: arguments ``(index, args_0, args_1, ...)``.
@@ -104,6 +108,10 @@ class Switch(GenerativeFunction):
             index, lambda i, b: b._update(key, trace.branch, constraints, branch_args[i])
         )
         return SwitchTrace(branch, args, branch.score), weight, discard
+
+    def _supports(self, trace):
+        index, _ = self._split(trace.args)
+        return self._switch(index, lambda i, b: b._supports(trace.branch))
 
     def _regenerate(self, key, trace, selection, args):
         index, branch_args = self._split(args)

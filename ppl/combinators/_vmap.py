@@ -30,6 +30,10 @@ class VmapTrace(Trace):
     def choices(self) -> ChoiceMap:
         return ChoiceMap.indexed(self.inner.choices)
 
+    @property
+    def site_scores(self) -> ChoiceMap:
+        return ChoiceMap.indexed(self.inner.site_scores)
+
 
 class Vmap(GenerativeFunction):
     """Independent repeats of ``gen_fn``: choices at ``(i, ...)`` for repeat ``i``.
@@ -131,6 +135,9 @@ class Vmap(GenerativeFunction):
             given,
         )
         return self._trace(inner, args), jnp.sum(weights), batched_discard(discard, constraints)
+
+    def _supports(self, trace):
+        return ChoiceMap.indexed(jax.vmap(self.gen_fn._supports)(trace.inner))
 
     def _regenerate(self, key, trace, selection, args):
         n = self._size(args)
