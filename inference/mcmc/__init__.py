@@ -1,5 +1,7 @@
 """MCMC on traces: kernels (``init``/``step`` pairs whose state is the trace)."""
 
+from inference.mcmc._gibbs import GibbsInfo as GibbsInfo
+from inference.mcmc._gibbs import gibbs as gibbs
 from inference.mcmc._gradient import hmc as hmc
 from inference.mcmc._gradient import mala as mala
 from inference.mcmc._gradient import nuts as nuts

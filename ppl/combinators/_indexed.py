@@ -27,12 +27,16 @@ def batched_constraints(constraints: Any, n: int, owner: str) -> Any:
     """Constraints for ``n`` repeats, every leaf with a leading axis of length ``n``."""
     if isinstance(constraints, ChoiceMap) and constraints.is_empty():
         return EMPTY
+    if isinstance(constraints, Masked):
+        return constraints
     if isinstance(constraints, ChoiceMap) and constraints.is_indexed:
         entries = constraints._entries
         return entries[LEAF] if set(entries) == {LEAF} else ChoiceMap._raw(dict(entries))
     if isinstance(constraints, ChoiceMap) and any(isinstance(k, int) for k in constraints):
         return _masked_from_indices(constraints, n, owner)
     for path, leaf in _leaves(constraints):
+        if isinstance(leaf, Masked):
+            leaf = leaf.value
         if _leading(leaf) != n:
             raise AddressError(
                 f"{owner} has {n} repeats, so the value at {{addr}} needs a leading axis of "
@@ -41,6 +45,20 @@ def batched_constraints(constraints: Any, n: int, owner: str) -> Any:
                 (Ellipsis, *path),
             )
     return constraints
+
+
+def repeated_supports(inner_supports: Any, inner_trace: Any) -> ChoiceMap:
+    """The supports of ``n`` repeats, keeping constraint parameters that are static.
+
+    Parameters fixed by shapes (a categorical's number of categories) stay Python numbers, so
+    finite supports can be enumerated; parameters computed from values are batched.
+    """
+    first = inner_supports(jax.tree.map(lambda v: v[0], inner_trace))
+    batched = jax.vmap(inner_supports)(inner_trace)
+    merged = jax.tree.map(
+        lambda a, b: a if isinstance(a, int | float | bool) else b, first, batched
+    )
+    return ChoiceMap.indexed(merged)
 
 
 def _leaves(tree: Any) -> list[tuple[tuple, Any]]:

@@ -13,7 +13,12 @@ from ppl._context import at_prefix
 from ppl._errors import AddressError
 from ppl._interface import GenerativeFunction, Trace
 from ppl._selection import batched_selection
-from ppl.combinators._indexed import batched_constraints, batched_discard, rebuild_selection
+from ppl.combinators._indexed import (
+    batched_constraints,
+    batched_discard,
+    rebuild_selection,
+    repeated_supports,
+)
 
 
 @jax.tree_util.register_dataclass
@@ -137,7 +142,7 @@ class Vmap(GenerativeFunction):
         return self._trace(inner, args), jnp.sum(weights), batched_discard(discard, constraints)
 
     def _supports(self, trace):
-        return ChoiceMap.indexed(jax.vmap(self.gen_fn._supports)(trace.inner))
+        return repeated_supports(self.gen_fn._supports, trace.inner)
 
     def _regenerate(self, key, trace, selection, args):
         n = self._size(args)
