@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import os
+import pickle
 from typing import Any
 
 import arviz
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -63,7 +66,7 @@ def run(
     key: jax.Array,
     *,
     args: tuple = (),
-    kernel: Kernel | Callable[[dict], Kernel] | None = None,
+    kernel: Kernel | None = None,
     num_chains: int = 4,
     num_warmup: int = 500,
     num_samples: int = 1000,
@@ -71,6 +74,7 @@ def run(
     init: Any = None,
     progress_bar: bool = True,
     num_chunks: int = 10,
+    checkpoint: str | None = None,
 ) -> Any:
     """Runs vectorised MCMC chains on ``model`` conditioned on ``observations``.
 
@@ -88,10 +92,14 @@ def run(
         num_warmup: warm-up (adaptation) steps per chain.
         num_samples: kept draws per chain.
         thinning: steps per kept draw.
-        init: initial values (dict/``ChoiceMap``) for some latent choices; the rest are
-            drawn from the prior.
+        init: ``None`` (a prior draw per chain), ``"median"`` (the median of 15 prior
+            draws, per choice) or a dict/``ChoiceMap`` of values for some latent choices.
         progress_bar: show progress over the sampling chunks.
-        num_chunks: sampling is compiled once and run in this many chunks (for progress).
+        num_chunks: sampling is compiled once and run in this many chunks (for progress and
+            checkpoints).
+        checkpoint: a file path; the state (traces, adaptation, draws so far) is saved after
+            each chunk, and a run given the same key, sizes and path resumes from it with
+            exactly the result of an uninterrupted run.
 
     Returns:
         An arviz ``DataTree`` with groups posterior (one variable per latent address, dims
@@ -118,38 +126,16 @@ def run(
     observations = ChoiceMap.from_dict(observations)
     latent = ~select(*observations.leaf_paths())
     init_key, warmup_key, sample_key = jax.random.split(key, 3)
-    constraints = observations if init is None else ChoiceMap.from_dict(init) | observations
-    traces, weights = jax.vmap(lambda k: model.generate(k, constraints, args))(
-        jax.random.split(init_key, num_chains)
-    )
-    _check_initial_points(traces, weights)
-
-    warmup_keys = jax.random.split(warmup_key, num_chains)
-    if kernel is None:
-        traces, parameters = jax.jit(
-            jax.vmap(lambda k, t: window_adaptation(model, latent, t, k, num_warmup))
-        )(warmup_keys, traces)
-
-        def step(key, trace, parameters):
-            return nuts(
-                model, latent, parameters["step_size"], parameters["inverse_mass_matrix"]
-            ).step(key, trace)
-
-        step_sizes = parameters["step_size"]
+    saved = _load(checkpoint, key, num_chains, num_samples, num_chunks, thinning)
+    if saved is None:
+        traces = _initial_traces(model, observations, latent, init, init_key, args, num_chains)
+        traces, parameters = _warmup(
+            model, latent, kernel, traces, jax.random.split(warmup_key, num_chains), num_warmup
+        )
+        pieces: list = []
     else:
-        parameters = None
-        fixed = kernel
-
-        def step(key, trace, parameters):
-            return fixed.step(key, trace)
-
-        def warm(key, trace):
-            return jax.lax.scan(
-                lambda t, k: (step(k, t, None)[0], None), trace, jax.random.split(key, num_warmup)
-            )[0]
-
-        traces = jax.jit(jax.vmap(warm))(warmup_keys, traces)
-        step_sizes = None
+        traces, parameters, pieces = saved
+    step = _stepper(model, latent, kernel)
 
     def draw(trace, key, parameters):
         trace, info = jax.lax.scan(
@@ -166,25 +152,122 @@ def run(
 
     sizes = [len(part) for part in np.array_split(np.arange(num_samples), num_chunks)]
     run_chunk = jax.jit(jax.vmap(chunk, in_axes=(0, 0, 0, None)), static_argnums=3)
-    pieces = []
     chunk_keys = jax.random.split(sample_key, len(sizes))
-    for size, chunk_key in tqdm(
-        list(zip(sizes, chunk_keys, strict=True)), disable=not progress_bar, desc="sampling"
-    ):
-        if size:
-            traces, kept = run_chunk(
-                traces, jax.random.split(chunk_key, num_chains), parameters, size
+    bar = tqdm(total=num_samples, disable=not progress_bar, desc="sampling")
+    bar.update(sum(sizes[: len(pieces)]))
+    for size, chunk_key in list(zip(sizes, chunk_keys, strict=True))[len(pieces) :]:
+        traces, kept = run_chunk(traces, jax.random.split(chunk_key, num_chains), parameters, size)
+        pieces.append(jax.device_get(kept))
+        bar.update(size)
+        if checkpoint is not None:
+            _save(
+                checkpoint,
+                key,
+                num_chains,
+                num_samples,
+                num_chunks,
+                thinning,
+                (traces, parameters, pieces),
             )
-            pieces.append(kept)
+        _after_chunk(len(pieces))
+    bar.close()
+    return _to_arviz(pieces, parameters, observations, num_chains, num_samples)
+
+
+def _initial_traces(model, observations, latent, init, key, args, num_chains):
+    """Prior draws (``init=None``), per-choice prior medians (``"median"``), or user values."""
+    if isinstance(init, str) and init != "median":
+        raise ValueError(f"init must be None, 'median' or a dict of values, got {init!r}")
+    given = (
+        observations
+        if init is None or isinstance(init, str)
+        else (ChoiceMap.from_dict(init) | observations)
+    )
+
+    def start(key):
+        if init == "median":
+            draws, _ = jax.vmap(lambda k: model.generate(k, observations, args))(
+                jax.random.split(jax.random.fold_in(key, 1), 15)
+            )
+            medians = jax.tree.map(
+                lambda v: jnp.median(v, axis=0).astype(v.dtype), draws.choices.filter(latent)
+            )
+            return model.generate(key, medians | observations, args)
+        return model.generate(key, given, args)
+
+    traces, weights = jax.vmap(start)(jax.random.split(key, num_chains))
+    _check_initial_points(traces, weights)
+    return traces
+
+
+def _stepper(model, latent, kernel):
+    if kernel is None:
+
+        def adapted(key, trace, parameters):
+            return nuts(
+                model, latent, parameters["step_size"], parameters["inverse_mass_matrix"]
+            ).step(key, trace)
+
+        return adapted
+    return lambda key, trace, parameters: kernel.step(key, trace)
+
+
+def _warmup(model, latent, kernel, traces, keys, num_warmup):
+    """Window adaptation for the default NUTS; plain steps of a user kernel."""
+    if kernel is None:
+        return jax.jit(jax.vmap(lambda k, t: window_adaptation(model, latent, t, k, num_warmup)))(
+            keys, traces
+        )
+
+    def warm(key, trace):
+        return jax.lax.scan(
+            lambda t, k: (kernel.step(k, t)[0], None), trace, jax.random.split(key, num_warmup)
+        )[0]
+
+    return jax.jit(jax.vmap(warm))(keys, traces), None
+
+
+def _after_chunk(done: int) -> None:
+    """Called after each saved chunk (a seam for interruption tests)."""
+
+
+def _fingerprint(key, *sizes) -> list:
+    return [np.asarray(jax.random.key_data(key)).tolist(), *sizes]
+
+
+def _save(path, key, *rest) -> None:
+    *sizes, state = rest
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as handle:
+        pickle.dump(
+            {"fingerprint": _fingerprint(key, *sizes), "state": jax.device_get(state)}, handle
+        )
+    os.replace(tmp, path)  # atomic: an interruption never leaves half a checkpoint
+
+
+def _load(path, key, *sizes):
+    if path is None or not os.path.exists(path):
+        return None
+    with open(path, "rb") as handle:
+        saved = pickle.load(handle)
+    if saved["fingerprint"] != _fingerprint(key, *sizes):
+        raise ValueError(
+            f"checkpoint {path} was written by a run with another key or other sizes "
+            "(num_chains, num_samples, num_chunks, thinning); delete it or use another path"
+        )
+    return saved["state"]
+
+
+def _to_arviz(pieces, parameters, observations, num_chains, num_samples):
     choices, log_likelihood, info = jax.tree.map(
         lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=1), *pieces
     )
     stats = {k: np.asarray(v) for k, v in _sample_stats(info).items()}
-    if step_sizes is not None:
+    if parameters is not None:
         stats["step_size"] = np.broadcast_to(
-            np.asarray(step_sizes)[:, None], (num_chains, num_samples)
+            np.asarray(parameters["step_size"])[:, None], (num_chains, num_samples)
         )
-    return arviz.from_dict(
+    data = arviz.from_dict(
         {
             "posterior": _by_name(choices),
             "sample_stats": stats,
@@ -192,6 +275,11 @@ def run(
             "observed_data": _by_name(observations),
         }
     )
+    data.posterior.attrs["ppl_addresses"] = json.dumps(
+        {_variable_name(p): list(p) for p in choices.leaf_paths()},
+        default=lambda c: "..." if c is Ellipsis else str(c),
+    )
+    return data
 
 
 def _by_name(cm: ChoiceMap) -> dict[str, np.ndarray]:
