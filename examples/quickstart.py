@@ -1,8 +1,9 @@
 """Quickstart: a Bayesian linear regression written with ``@gen``.
 
 Simulates the model, conditions it on data with ``generate``, scores choices with ``assess``,
-and estimates the posterior mean of the slope by importance sampling (``generate`` vmapped
-over keys), checked against the exact conjugate posterior.
+estimates the posterior mean by importance sampling (``generate`` vmapped over keys) and by
+NUTS (``inference.mcmc.run``), both checked against the exact conjugate posterior within
+bounds set by their effective sample sizes.
 
 Run: ``make demo`` (or ``python examples/quickstart.py``).
 """
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 
+import arviz
 import jax
 import jax.numpy as jnp
 
+from inference import mcmc
 from ppl import Vmap, gen, normal
 
 
@@ -25,11 +28,11 @@ def regression(xs):
     return Vmap(normal, in_axes=(0, None))(slope * xs + intercept, 0.5) @ "ys"
 
 
-def exact_posterior_mean(xs: jax.Array, ys: jax.Array) -> jax.Array:
-    """Posterior mean of (slope, intercept) for the conjugate Gaussian model."""
+def exact_posterior(xs: jax.Array, ys: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Posterior mean and covariance of (slope, intercept): the model is conjugate."""
     design = jnp.stack([xs, jnp.ones_like(xs)], axis=1)
-    precision = jnp.eye(2) + design.T @ design / 0.25
-    return jnp.linalg.solve(precision, design.T @ ys / 0.25)
+    covariance = jnp.linalg.inv(jnp.eye(2) + design.T @ design / 0.25)
+    return covariance @ design.T @ ys / 0.25, covariance
 
 
 def main(particles: int) -> None:
@@ -53,9 +56,30 @@ def main(particles: int) -> None:
     )
     weights = jax.nn.softmax(log_weights)
     estimate = jnp.stack([weights @ traces.choices["slope"], weights @ traces.choices["intercept"]])
-    exact = exact_posterior_mean(xs, ys)
-    print(f"posterior mean (slope, intercept): importance sampling {estimate}, exact {exact}")
-    assert jnp.allclose(estimate, exact, atol=0.1), "importance sampling disagrees with exact"
+    exact, covariance = exact_posterior(xs, ys)
+    ess = 1.0 / jnp.sum(weights**2)
+    print(f"importance sampling (ESS {ess:.0f}): posterior mean {estimate}, exact {exact}")
+    bound = 5 * jnp.sqrt(jnp.diag(covariance) / ess)
+    assert jnp.all(jnp.abs(estimate - exact) < bound), "importance sampling disagrees"
+
+    # 4. MCMC: NUTS through blackjax on every unobserved choice, results as an arviz DataTree.
+    data = mcmc.run(
+        regression,
+        {"ys": ys},
+        jax.random.key(2),
+        args=(xs,),
+        num_chains=4,
+        num_warmup=300,
+        num_samples=300,
+        progress_bar=False,
+    )
+    print(mcmc.summary(data))
+    names = ("slope", "intercept")
+    nuts_mean = jnp.asarray([float(data.posterior[name].mean()) for name in names])
+    nuts_ess = jnp.asarray([float(arviz.ess(data)[name]) for name in names])
+    print(f"NUTS posterior mean {nuts_mean}, exact {exact}")
+    bound = 5 * jnp.sqrt(jnp.diag(covariance) / nuts_ess)
+    assert jnp.all(jnp.abs(nuts_mean - exact) < bound), "NUTS disagrees"
 
 
 if __name__ == "__main__":

@@ -79,7 +79,13 @@ class Vmap(GenerativeFunction):
 
     def _size(self, args: tuple) -> int:
         if self.axis_size is not None:
-            return self.axis_size
+            if isinstance(self.axis_size, jax.core.Tracer):
+                raise TypeError(
+                    f"{self!r}: axis_size is a traced value (an argument of a jitted or "
+                    "vmapped function?); it fixes a shape, so it must be a Python int: close "
+                    "over it instead of passing it as an argument"
+                )
+            return int(self.axis_size)
         for arg, axis in zip(args, self._axes(args), strict=True):
             if axis is not None:
                 for leaf in jax.tree.leaves(arg):
