@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import arviz
 import jax
@@ -124,34 +126,19 @@ def run(
         ((2, 200), (2, 200, 5))
     """
     observations = ChoiceMap.from_dict(observations)
-    latent = ~select(*observations.leaf_paths())
+    programs = _programs(model, kernel, tuple(observations.leaf_paths()), num_warmup, thinning)
     init_key, warmup_key, sample_key = jax.random.split(key, 3)
     saved = _load(checkpoint, key, num_chains, num_samples, num_chunks, thinning)
     if saved is None:
-        traces = _initial_traces(model, observations, latent, init, init_key, args, num_chains)
-        traces, parameters = _warmup(
-            model, latent, kernel, traces, jax.random.split(warmup_key, num_chains), num_warmup
+        traces = _initial_traces(
+            model, observations, programs.latent, init, init_key, args, num_chains
         )
+        traces, parameters = programs.warmup(jax.random.split(warmup_key, num_chains), traces)
         pieces: list = []
     else:
         traces, parameters, pieces = saved
-    step = _stepper(model, latent, kernel)
-
-    def draw(trace, key, parameters):
-        trace, info = jax.lax.scan(
-            lambda t, k: step(k, t, parameters), trace, jax.random.split(key, thinning)
-        )
-        info = jax.tree.map(lambda x: x[-1], info)
-        kept = (trace.choices.filter(latent), trace.site_scores.filter(~latent), info)
-        return trace, kept
-
-    def chunk(trace, key, parameters, length):
-        return jax.lax.scan(
-            lambda t, k: draw(t, k, parameters), trace, jax.random.split(key, length)
-        )
-
+    run_chunk = programs.chunk
     sizes = [len(part) for part in np.array_split(np.arange(num_samples), num_chunks)]
-    run_chunk = jax.jit(jax.vmap(chunk, in_axes=(0, 0, 0, None)), static_argnums=3)
     chunk_keys = jax.random.split(sample_key, len(sizes))
     bar = tqdm(total=num_samples, disable=not progress_bar, desc="sampling")
     bar.update(sum(sizes[: len(pieces)]))
@@ -200,31 +187,58 @@ def _initial_traces(model, observations, latent, init, key, args, num_chains):
     return traces
 
 
-def _stepper(model, latent, kernel):
-    if kernel is None:
-
-        def adapted(key, trace, parameters):
-            return nuts(
-                model, latent, parameters["step_size"], parameters["inverse_mass_matrix"]
-            ).step(key, trace)
-
-        return adapted
-    return lambda key, trace, parameters: kernel.step(key, trace)
+class _Programs(NamedTuple):
+    latent: Any
+    warmup: Callable
+    chunk: Callable
 
 
-def _warmup(model, latent, kernel, traces, keys, num_warmup):
-    """Window adaptation for the default NUTS; plain steps of a user kernel."""
-    if kernel is None:
-        return jax.jit(jax.vmap(lambda k, t: window_adaptation(model, latent, t, k, num_warmup)))(
-            keys, traces
-        )
+@functools.lru_cache(maxsize=32)
+def _programs(
+    model: GenerativeFunction,
+    kernel: Kernel | None,
+    observed: tuple,
+    num_warmup: int,
+    thinning: int,
+) -> _Programs:
+    """The jitted warm-up and sampling programs, built once per model/kernel/settings.
 
-    def warm(key, trace):
-        return jax.lax.scan(
+    Cached so that repeated runs (different data, keys or sizes) reuse the compiled code.
+    """
+    latent = ~select(*observed)
+
+    def step(key, trace, parameters):
+        if kernel is not None:
+            return kernel.step(key, trace)
+        adapted = nuts(model, latent, parameters["step_size"], parameters["inverse_mass_matrix"])
+        return adapted.step(key, trace)
+
+    def warmup(key, trace):
+        if kernel is None:
+            return window_adaptation(model, latent, trace, key, num_warmup)
+        moved = jax.lax.scan(
             lambda t, k: (kernel.step(k, t)[0], None), trace, jax.random.split(key, num_warmup)
         )[0]
+        return moved, None
 
-    return jax.jit(jax.vmap(warm))(keys, traces), None
+    def draw(trace, key, parameters):
+        trace, info = jax.lax.scan(
+            lambda t, k: step(k, t, parameters), trace, jax.random.split(key, thinning)
+        )
+        info = jax.tree.map(lambda x: x[-1], info)
+        kept = (trace.choices.filter(latent), trace.site_scores.filter(~latent), info)
+        return trace, kept
+
+    def chunk(trace, key, parameters, length):
+        return jax.lax.scan(
+            lambda t, k: draw(t, k, parameters), trace, jax.random.split(key, length)
+        )
+
+    return _Programs(
+        latent,
+        jax.jit(jax.vmap(warmup)),
+        jax.jit(jax.vmap(chunk, in_axes=(0, 0, 0, None)), static_argnums=3),
+    )
 
 
 def _after_chunk(done: int) -> None:
