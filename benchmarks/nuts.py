@@ -1,0 +1,281 @@
+"""NUTS throughput: ours vs NumPyro vs plain BlackJAX on a hand-written log density.
+
+For each model, every implementation runs the same Stan-style window adaptation and NUTS,
+4 chains vectorised. Each configuration is run once to compile and then ``--repeats`` times;
+we report the median wall time of warm-up + sampling after compilation, the minimum bulk
+ESS over parameters, ESS per second, and compile time (first call minus the median). A second
+table times 1,000 vectorised HMC chains on the Gaussian (draws per second).
+
+Models: eight schools (non-centered, 10 dims), a hierarchical logistic regression (25 dims,
+generated data), a 100-dim Gaussian with scales from 0.01 to 100 (ill-conditioned).
+
+Run: ``python benchmarks/nuts.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import arviz
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as nd
+from numpyro.infer import HMC, MCMC, NUTS
+
+from inference import mcmc
+from ppl import Distribution, bernoulli, gen, normal, select
+
+CHAINS = 4
+HalfCauchy = Distribution(nd.HalfCauchy, "half_cauchy")
+HalfNormal = Distribution(nd.HalfNormal, "half_normal")
+
+
+# -- the models, three ways each ------------------------------------------------------------
+
+
+def eight_schools():
+    y = jnp.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+    sigma = jnp.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+
+    @gen
+    def ours():
+        mu = normal(0.0, 5.0) @ "mu"
+        tau = HalfCauchy(5.0) @ "tau"
+        eta = normal(jnp.zeros(8), 1.0) @ "eta"
+        return normal(mu + tau * eta, sigma) @ "y"
+
+    def peer():
+        mu = numpyro.sample("mu", nd.Normal(0.0, 5.0))
+        tau = numpyro.sample("tau", nd.HalfCauchy(5.0))
+        eta = numpyro.sample("eta", nd.Normal(jnp.zeros(8), 1.0))
+        numpyro.sample("y", nd.Normal(mu + tau * eta, sigma), obs=y)
+
+    def logdensity(p):  # p = (mu, log_tau, eta): unconstrained
+        tau = jnp.exp(p["log_tau"])
+        return (
+            nd.Normal(0.0, 5.0).log_prob(p["mu"])
+            + nd.HalfCauchy(5.0).log_prob(tau)
+            + p["log_tau"]
+            + jnp.sum(nd.Normal(0.0, 1.0).log_prob(p["eta"]))
+            + jnp.sum(nd.Normal(p["mu"] + tau * p["eta"], sigma).log_prob(y))
+        )
+
+    init = {"mu": 0.0, "log_tau": 0.0, "eta": jnp.zeros(8)}
+    return ours, {"y": y}, peer, logdensity, init
+
+
+def logistic_regression():
+    groups, per_group, n = 4, 5, 400
+    key_x, key_y, key_b = jax.random.split(jax.random.key(42), 3)
+    x = jax.random.normal(key_x, (n, groups * per_group))
+    true_beta = jax.random.normal(key_b, (groups * per_group,))
+    y = jax.random.bernoulli(key_y, jax.nn.sigmoid(x @ true_beta)).astype(jnp.int32)
+    group_of = jnp.repeat(jnp.arange(groups), per_group)
+
+    @gen
+    def ours():
+        mu = normal(jnp.zeros(groups), 1.0) @ "mu"
+        sigma = HalfNormal(1.0) @ "sigma"
+        beta = normal(mu[group_of], sigma) @ "beta"
+        return bernoulli(logits=x @ beta) @ "y"
+
+    def peer():
+        mu = numpyro.sample("mu", nd.Normal(jnp.zeros(groups), 1.0))
+        sigma = numpyro.sample("sigma", nd.HalfNormal(1.0))
+        beta = numpyro.sample("beta", nd.Normal(mu[group_of], sigma))
+        numpyro.sample("y", nd.Bernoulli(logits=x @ beta), obs=y)
+
+    def logdensity(p):
+        sigma = jnp.exp(p["log_sigma"])
+        return (
+            jnp.sum(nd.Normal(0.0, 1.0).log_prob(p["mu"]))
+            + nd.HalfNormal(1.0).log_prob(sigma)
+            + p["log_sigma"]
+            + jnp.sum(nd.Normal(p["mu"][group_of], sigma).log_prob(p["beta"]))
+            + jnp.sum(nd.Bernoulli(logits=x @ p["beta"]).log_prob(y))
+        )
+
+    init = {"mu": jnp.zeros(groups), "log_sigma": 0.0, "beta": jnp.zeros(groups * per_group)}
+    return ours, {"y": y}, peer, logdensity, init
+
+
+def gaussian(dims: int = 100):
+    scales = jnp.logspace(-2.0, 2.0, dims)
+
+    @gen
+    def ours():
+        return normal(jnp.zeros(dims), scales) @ "x"
+
+    def peer():
+        numpyro.sample("x", nd.Normal(jnp.zeros(dims), scales))
+
+    def logdensity(p):
+        return jnp.sum(nd.Normal(0.0, scales).log_prob(p["x"]))
+
+    return ours, {}, peer, logdensity, {"x": jnp.zeros(dims)}
+
+
+MODELS: dict[str, Callable] = {
+    "eight schools (10-d)": eight_schools,
+    "hier. logistic (25-d)": logistic_regression,
+    "ill-cond. Gaussian (100-d)": gaussian,
+}
+
+
+# -- the three samplers ----------------------------------------------------------------------
+
+
+def run_ours(model, observations, warmup, samples, key):
+    data = mcmc.run(
+        model,
+        observations,
+        key,
+        num_chains=CHAINS,
+        num_warmup=warmup,
+        num_samples=samples,
+        num_chunks=1,
+        progress_bar=False,
+    )
+    return {name: np.asarray(data.posterior[name].values) for name in data.posterior.data_vars}
+
+
+def make_numpyro(peer, warmup, samples):
+    sampler = MCMC(
+        NUTS(peer),
+        num_warmup=warmup,
+        num_samples=samples,
+        num_chains=CHAINS,
+        chain_method="vectorized",
+        progress_bar=False,
+        jit_model_args=True,  # keep the compiled sampler across runs
+    )
+
+    def run(key):
+        sampler.run(key)
+        return {k: np.asarray(v) for k, v in sampler.get_samples(group_by_chain=True).items()}
+
+    return run
+
+
+def make_blackjax(logdensity, init, warmup, samples):
+    def one_chain(key, position):
+        warm_key, sample_key = jax.random.split(key)
+        adaptation = blackjax.window_adaptation(blackjax.nuts, logdensity)
+        (state, parameters), _ = adaptation.run(warm_key, position, warmup)
+        kernel = blackjax.nuts(logdensity, **parameters)
+
+        def step(state, key):
+            state, _ = kernel.step(key, state)
+            return state, state.position
+
+        return jax.lax.scan(step, state, jax.random.split(sample_key, samples))[1]
+
+    program = jax.jit(jax.vmap(one_chain, in_axes=(0, None)))
+
+    def run(key):
+        draws = program(jax.random.split(key, CHAINS), init)
+        return jax.tree.map(np.asarray, draws)
+
+    return run
+
+
+def min_bulk_ess(draws: dict[str, np.ndarray]) -> float:
+    dataset = arviz.from_dict({"posterior": draws})
+    ess = arviz.ess(dataset)
+    return float(min(np.min(ess[name].values) for name in ess.data_vars))
+
+
+def measure(run: Callable[[Any], dict], repeats: int) -> tuple[float, float, float]:
+    """(median seconds after compilation, compile seconds, min bulk ESS of the last run)."""
+    start = time.perf_counter()
+    run(jax.random.key(0))
+    first = time.perf_counter() - start
+    times, draws = [], None
+    for i in range(repeats):
+        start = time.perf_counter()
+        draws = run(jax.random.key(i + 1))
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return median, max(first - median, 0.0), min_bulk_ess(draws)
+
+
+def vectorised_hmc(chains: int, steps: int, repeats: int) -> list[tuple[str, float]]:
+    ours_model, _, peer, _, _ = gaussian()
+    kernel = mcmc.hmc(ours_model, select("x"), 0.01, jnp.ones(100), 10)
+
+    @jax.jit
+    def ours(key):
+        traces = jax.vmap(lambda k: ours_model.simulate(k, ()))(jax.random.split(key, chains))
+
+        def one(trace, key):
+            return jax.lax.scan(
+                lambda t, k: (kernel.step(k, t)[0], None), trace, jax.random.split(key, steps)
+            )[0]
+
+        return jax.vmap(one)(traces, jax.random.split(key, chains)).choices["x"]
+
+    sampler = MCMC(
+        HMC(peer, step_size=0.01, num_steps=10, adapt_step_size=False, adapt_mass_matrix=False),
+        num_warmup=0,
+        num_samples=steps,
+        num_chains=chains,
+        chain_method="vectorized",
+        progress_bar=False,
+        jit_model_args=True,
+    )
+
+    def numpyro_run(key):
+        sampler.run(key)
+        return sampler.get_samples()["x"]
+
+    rows = []
+    for name, run in (("ours", ours), ("numpyro", numpyro_run)):
+        jax.block_until_ready(run(jax.random.key(0)))
+        times = []
+        for i in range(repeats):
+            start = time.perf_counter()
+            jax.block_until_ready(run(jax.random.key(i + 1)))
+            times.append(time.perf_counter() - start)
+        rows.append((name, chains * steps / statistics.median(times)))
+    return rows
+
+
+def main(quick: bool) -> None:
+    warmup, samples, repeats = (100, 100, 1) if quick else (500, 1000, 3)
+    print(f"NUTS, {CHAINS} chains, {warmup} warm-up + {samples} draws, median of {repeats}")
+    header = f"{'model':28} {'sampler':9} {'run s':>8} {'compile s':>10} {'min ESS':>8} "
+    print(header + f"{'ESS/s':>9} {'vs blackjax':>12}")
+    for label, build in MODELS.items():
+        model, observations, peer, logdensity, init = build()
+        runs = {
+            "ours": lambda key, m=model, o=observations: run_ours(m, o, warmup, samples, key),
+            "numpyro": make_numpyro(peer, warmup, samples),
+            "blackjax": make_blackjax(logdensity, init, warmup, samples),
+        }
+        results = {name: measure(run, repeats) for name, run in runs.items()}
+        reference = results["blackjax"][2] / results["blackjax"][0]
+        for name, (seconds, compile_seconds, ess) in results.items():
+            rate = ess / seconds
+            print(
+                f"{label:28} {name:9} {seconds:8.3f} {compile_seconds:10.2f} {ess:8.0f} "
+                f"{rate:9.0f} {rate / reference:11.2f}x"
+            )
+    chains, steps = (100, 20) if quick else (1000, 200)
+    print(f"\nHMC, {chains} vectorised chains x {steps} steps (10 leapfrog), 100-d Gaussian")
+    rows = vectorised_hmc(chains, steps, repeats)
+    numpyro_rate = dict(rows)["numpyro"]
+    for name, rate in rows:
+        print(f"{name:9} {rate:12.0f} draws/s {rate / numpyro_rate:6.2f}x numpyro")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
+    main(parser.parse_args().quick)
