@@ -250,7 +250,7 @@ class ChoiceMap(Mapping):
             shape = jnp.shape(v) if not isinstance(v, Masked) else jnp.shape(v.value)
             if shape == ():
                 try:
-                    return repr(float(v))
+                    return repr(v.item() if hasattr(v, "item") else v)
                 except Exception:
                     return "<scalar>"
             return f"<array {shape}>"

@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpyro
 import numpyro.distributions as nd
 
 from ppl._choicemap import EMPTY, ChoiceMap, Masked
@@ -97,7 +98,8 @@ class Distribution(GenerativeFunction):
     def numpyro(self, args: tuple) -> nd.Distribution:
         """The NumPyro distribution for these arguments."""
         try:
-            return self.build(*args)
+            with numpyro.validation_enabled(validating()):
+                return self.build(*args)
         except ValueError as error:
             raise AddressError(f"invalid arguments for {self.name} at {{addr}}: {error}") from None
 

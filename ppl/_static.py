@@ -24,10 +24,34 @@ from ppl._interface import GenerativeFunction, Trace
 from ppl._selection import Selection
 
 
-@jax.tree_util.register_dataclass
+def _is_static(arg: Any) -> bool:
+    """Python ints, bools and strings fix a program's structure (loop bounds, branches)."""
+    return isinstance(arg, int | str) and not isinstance(arg, jax.Array)
+
+
+def _flatten_trace(trace: StaticTrace):
+    static = tuple((i, a) for i, a in enumerate(trace.args) if _is_static(a))
+    dynamic = tuple(None if _is_static(a) else a for a in trace.args)
+    children = (dynamic, trace.retval, trace.score, trace.subtraces)
+    return children, (trace.addresses, static)
+
+
+def _unflatten_trace(aux, children) -> StaticTrace:
+    addresses, static = aux
+    dynamic, retval, score, subtraces = children
+    args = list(dynamic)
+    for i, value in static:
+        args[i] = value
+    return StaticTrace(tuple(args), retval, score, subtraces, addresses)
+
+
 @dataclasses.dataclass(frozen=True)
 class StaticTrace(Trace):
-    """The trace of a ``@gen`` function: one sub-trace per visited address, in visit order."""
+    """The trace of a ``@gen`` function: one sub-trace per visited address, in visit order.
+
+    Python ``int``/``bool``/``str`` arguments are kept as static data of the pytree (they fix
+    the program's structure), so a trace passed through ``jax.jit`` keeps them concrete.
+    """
 
     args: tuple
     retval: Any
@@ -54,6 +78,9 @@ class StaticTrace(Trace):
             if p == path:
                 return t
         raise KeyError(f"no call at {show(path)}; visited {show_many(list(self.addresses))}")
+
+
+jax.tree_util.register_pytree_node(StaticTrace, _flatten_trace, _unflatten_trace)
 
 
 class _Handler:

@@ -125,3 +125,21 @@ def test_static_update_with_new_arguments_visits_new_addresses_and_drops_old_one
     assert longer.choices["y", 3] == 0.5 and discard.is_empty()
     # A new constrained choice enters the weight with its density; a new free one with none.
     np.testing.assert_allclose(weight, longer.score - tr.score, rtol=1e-6)
+
+
+def test_python_int_arguments_stay_static_through_jit():
+    @gen
+    def model(n):
+        x = normal(0.0, 1.0) @ "x"
+        for i in range(n):
+            normal(x, 1.0) @ ("y", i)
+        return x
+
+    tr = model.simulate(KEY, (2,))
+    new, weight = jax.jit(lambda k, t: model.regenerate(k, t, select("x")))(jax.random.key(1), tr)
+    assert new.args == (2,)
+    np.testing.assert_allclose(
+        weight,
+        (new.score - new.subtrace("x").score) - (tr.score - tr.subtrace("x").score),
+        rtol=1e-5,
+    )

@@ -207,3 +207,19 @@ def test_numpyro_distribution_errors_are_named_too():
 
     with pytest.raises(AddressError, match=r"'p' is outside the support Simplex"):
         m.generate(KEY, {"p": jnp.array([0.5, 0.6, -0.1])}, ())
+
+
+def test_switch_branches_with_different_shapes_show_their_addresses():
+    from ppl import Switch
+
+    @gen
+    def scalar(m):
+        return normal(m, 1.0) @ "x"
+
+    @gen
+    def vector(m):
+        return normal(jnp.full(2, m), 1.0) @ "x"
+
+    pattern = r"branch 0: 'x': float32\[\]; .*\n  branch 1: 'x': float32\[2\]"
+    with pytest.raises(TypeError, match=pattern):
+        Switch(scalar, vector).simulate(KEY, (0, (0.0,), (0.0,)))

@@ -13,6 +13,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ppl._address import show
+from ppl._choicemap import ChoiceMap
 from ppl._interface import GenerativeFunction, Trace
 
 
@@ -79,11 +81,12 @@ class Switch(GenerativeFunction):
         try:
             return jax.lax.switch(index, fns)
         except TypeError as error:
-            shapes = [jax.eval_shape(f) for f in fns]
             raise TypeError(
                 f"{self!r}: the branches must visit the same addresses with values of the "
-                f"same shapes and return the same type; they give "
-                + "; ".join(f"branch {i}: {jax.tree.structure(s)}" for i, s in enumerate(shapes))
+                "same shapes and return the same type; they give:\n"
+                + "\n".join(
+                    f"  branch {i}: {_describe(jax.eval_shape(f))}" for i, f in enumerate(fns)
+                )
             ) from error
 
     def _simulate(self, key, args):
@@ -119,6 +122,20 @@ class Switch(GenerativeFunction):
             index, lambda i, b: b._regenerate(key, trace.branch, selection, branch_args[i])
         )
         return SwitchTrace(branch, args, branch.score), weight
+
+
+def _describe(outputs: Any) -> str:
+    """The choices (address: shape dtype) and return shape of one branch's output."""
+    trace = outputs[0] if isinstance(outputs, tuple) else outputs
+    parts = []
+    choices = trace.choices
+    if isinstance(choices, ChoiceMap):
+        for path, leaf in zip(choices.leaf_paths(), jax.tree.leaves(choices), strict=True):
+            parts.append(f"{show(path)}: {leaf.dtype}{list(leaf.shape)}")
+    else:
+        parts.append(f"value: {choices.dtype}{list(choices.shape)}")
+    returned = jax.tree.map(lambda leaf: f"{leaf.dtype}{list(leaf.shape)}", trace.retval)
+    return ", ".join(parts) + f"; returns {returned}"
 
 
 def Cond(if_true: GenerativeFunction, if_false: GenerativeFunction) -> GenerativeFunction:
