@@ -104,17 +104,47 @@ class GenerativeFunction(abc.ABC):
 
     # -- public interface ------------------------------------------------------------------
     def simulate(self, key: jax.Array, args: tuple = ()) -> Trace:
-        """Samples every choice: returns a trace with ``score = log p(choices)``."""
+        """Samples every choice from the model.
+
+        Args:
+            key: a PRNG key.
+            args: the arguments, as a tuple.
+
+        Returns:
+            A trace ``t ~ p(. ; args)`` with ``t.score = log p(t)``.
+        """
         return self._simulate(key, _check_args(args, "simulate"))
 
     def assess(self, choices: Any, args: tuple = ()) -> tuple[jax.Array, Any]:
-        """Returns ``(log p(choices), retval)``; every choice must be given."""
+        """Scores a complete set of choices.
+
+        Args:
+            choices: a dict or ``ChoiceMap`` holding every choice the model makes.
+            args: the arguments, as a tuple.
+
+        Returns:
+            ``(log p(choices; args), retval)``.
+
+        Raises:
+            AddressError: a choice is missing, or a given address is never visited.
+        """
         return self._assess(as_constraints(choices), _check_args(args, "assess"))
 
     def generate(
         self, key: jax.Array, constraints: Any, args: tuple = ()
     ) -> tuple[Trace, jax.Array]:
-        """Importance sampling: ``(trace, log p(t) - log q(unconstrained part))``."""
+        """Importance sampling: the constrained choices fixed, the others drawn from ``q``.
+
+        Args:
+            key: a PRNG key.
+            constraints: a dict or ``ChoiceMap`` of values for some addresses.
+            args: the arguments, as a tuple.
+
+        Returns:
+            ``(trace, w)`` with ``w = log p(t) - log q(t_unconstrained)``: the log likelihood
+            of the constraints when ``q`` is the prior (0 with no constraints, ``t.score``
+            with all of them).
+        """
         return self._generate(key, as_constraints(constraints), _check_args(args, "generate"))
 
     def update(
@@ -124,12 +154,33 @@ class GenerativeFunction(abc.ABC):
         constraints: Any = None,
         args: tuple | None = None,
     ) -> tuple[Trace, jax.Array, Any]:
-        """Changes choices and/or arguments: ``(new_trace, incremental weight, discard)``."""
+        """Changes some choices and/or the arguments of a trace.
+
+        Args:
+            key: a PRNG key (for choices that become newly visited).
+            trace: the trace to change.
+            constraints: new values for some addresses (``None``: none).
+            args: new arguments (``None``: the trace's own).
+
+        Returns:
+            ``(t', w, discard)`` with ``w = log p'(t') - log p(t) - log q(t'_new)`` (``t'_new``:
+            choices visited only now, drawn from ``q``) and ``discard`` the replaced values.
+        """
         args = trace.args if args is None else _check_args(args, "update")
         return self._update(key, trace, as_constraints(constraints), args)
 
     def regenerate(self, key: jax.Array, trace: Trace, selection: Any) -> tuple[Trace, jax.Array]:
-        """Resamples the selected choices from the prior: ``(new_trace, MH log ratio)``."""
+        """Resamples the selected choices from the model's internal proposal (the prior).
+
+        Args:
+            key: a PRNG key.
+            trace: the current trace.
+            selection: a ``Selection`` (or an address, or a list of them).
+
+        Returns:
+            ``(t', w)`` with ``w = log p(t')/p(t) - log q(t'_sel)/q(t_sel)``: the
+            Metropolis–Hastings log acceptance ratio of this proposal.
+        """
         return self._regenerate(key, trace, as_selection(selection), trace.args)
 
     def propose(self, key: jax.Array, args: tuple = ()) -> tuple[Any, jax.Array, Any]:
