@@ -10,6 +10,15 @@ from ppl import Cond, Mixture, Scan, Switch, Vmap, gen, normal, select
 KEY = jax.random.key(0)
 
 
+@gen
+def loop_model(n):
+    """x, then n observations ("y", i) in a Python loop: the address set depends on n."""
+    x = normal(0.0, 1.0) @ "x"
+    for i in range(n):
+        normal(x, 1.0) @ ("y", i)
+    return x
+
+
 def test_scan_of_ten_thousand_steps_traces_the_kernel_once():
     calls = []
 
@@ -109,34 +118,22 @@ def test_nested_vmap_choices_and_score():
 
 
 def test_static_update_with_new_arguments_visits_new_addresses_and_drops_old_ones():
-    @gen
-    def model(n):
-        x = normal(0.0, 1.0) @ "x"
-        for i in range(n):
-            normal(x, 1.0) @ ("y", i)
-        return x
-
-    tr = model.simulate(KEY, (3,))
-    shorter, weight, discard = model.update(KEY, tr, None, (2,))
+    tr = loop_model.simulate(KEY, (3,))
+    shorter, weight, discard = loop_model.update(KEY, tr, None, (2,))
     assert shorter.choices.leaf_paths() == [("x",), ("y", 0), ("y", 1)]
     assert discard.to_dict() == {"y": {2: tr.choices["y", 2]}}
     np.testing.assert_allclose(weight, shorter.score - tr.score, rtol=1e-6)
-    longer, weight, discard = model.update(KEY, tr, {("y", 3): 0.5}, (4,))
+    longer, weight, discard = loop_model.update(KEY, tr, {("y", 3): 0.5}, (4,))
     assert longer.choices["y", 3] == 0.5 and discard.is_empty()
     # A new constrained choice enters the weight with its density; a new free one with none.
     np.testing.assert_allclose(weight, longer.score - tr.score, rtol=1e-6)
 
 
 def test_python_int_arguments_stay_static_through_jit():
-    @gen
-    def model(n):
-        x = normal(0.0, 1.0) @ "x"
-        for i in range(n):
-            normal(x, 1.0) @ ("y", i)
-        return x
-
-    tr = model.simulate(KEY, (2,))
-    new, weight = jax.jit(lambda k, t: model.regenerate(k, t, select("x")))(jax.random.key(1), tr)
+    tr = loop_model.simulate(KEY, (2,))
+    new, weight = jax.jit(lambda k, t: loop_model.regenerate(k, t, select("x")))(
+        jax.random.key(1), tr
+    )
     assert new.args == (2,)
     np.testing.assert_allclose(
         weight,

@@ -59,31 +59,18 @@ def assert_moments(draws, mean, variance, k=5.0):
     assert abs(np.mean((draws - mean) ** 2) - variance) < k * squares_sd / np.sqrt(ess_sq)
 
 
+ADAPTED_NUTS = dict(num_chains=4, num_warmup=300, num_samples=500, progress_bar=False)
+
+
 def test_adapted_nuts_on_normal_normal():
-    data = mcmc.run(
-        normal_normal,
-        {"ys": Y},
-        KEY,
-        num_chains=4,
-        num_warmup=300,
-        num_samples=500,
-        progress_bar=False,
-    )
+    data = mcmc.run(normal_normal, {"ys": Y}, KEY, **ADAPTED_NUTS)
     assert_moments(data.posterior["mu"].values, *normal_normal_posterior())
     assert data.log_likelihood["ys"].shape == (4, 500, 5)
     assert float(np.max(arviz.rhat(data)["mu"])) < 1.02
 
 
 def test_adapted_nuts_on_a_positive_latent_uses_the_jacobian():
-    data = mcmc.run(
-        gamma_poisson,
-        {"counts": COUNTS},
-        KEY,
-        num_chains=4,
-        num_warmup=300,
-        num_samples=500,
-        progress_bar=False,
-    )
+    data = mcmc.run(gamma_poisson, {"counts": COUNTS}, KEY, **ADAPTED_NUTS)
     assert_moments(data.posterior["rate"].values, *GAMMA_POSTERIOR)
 
 
