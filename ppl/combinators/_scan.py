@@ -33,8 +33,13 @@ class ScanTrace(Trace):
 
     inner: Trace
     args: tuple
-    retval: Any
     score: jax.Array
+
+    @property
+    def retval(self) -> Any:
+        """``(final carry, ys)``, read from the stacked step traces (held once)."""
+        carries, ys = self.inner.retval
+        return jax.tree.map(lambda c: c[-1], carries), ys
 
     @property
     def choices(self) -> ChoiceMap:
@@ -105,9 +110,7 @@ class Scan(GenerativeFunction):
         return inner, extra
 
     def _trace(self, inner: Trace, args: tuple) -> ScanTrace:
-        carries, ys = inner.retval
-        final = jax.tree.map(lambda c: c[-1], carries)
-        return ScanTrace(inner, args, (final, ys), jnp.sum(inner.score))
+        return ScanTrace(inner, args, jnp.sum(inner.score))
 
     def _keys(self, key, args):
         return jax.random.split(key, self._size(args))

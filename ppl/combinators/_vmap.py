@@ -28,8 +28,12 @@ class VmapTrace(Trace):
 
     inner: Trace
     args: tuple
-    retval: Any
     score: jax.Array
+
+    @property
+    def retval(self) -> Any:
+        """The repeats' return values, stacked (held once, by the inner traces)."""
+        return self.inner.retval
 
     @property
     def choices(self) -> ChoiceMap:
@@ -102,7 +106,7 @@ class Vmap(GenerativeFunction):
             raise error.with_prefix((Ellipsis,)) from None
 
     def _trace(self, inner: Trace, args: tuple) -> VmapTrace:
-        return VmapTrace(inner, args, inner.retval, jnp.sum(inner.score))
+        return VmapTrace(inner, args, jnp.sum(inner.score))
 
     def _simulate(self, key, args):
         n = self._size(args)
