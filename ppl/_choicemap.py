@@ -262,6 +262,59 @@ class ChoiceMap(Mapping):
 EMPTY = ChoiceMap._raw({})
 
 
+def constrained_addresses(constraints: Any, choices: Any) -> tuple[Path, ...]:
+    """The addresses, in a trace with ``choices``, of the values in ``constraints``.
+
+    Values for a ``Vmap``/``Scan`` site may be given batched (``{"ys": {"y": data}}``); in the
+    trace that site is below an index, so ``...`` is inserted where ``choices`` is indexed and
+    the constraints are not given per index. ``select(*paths)`` then selects exactly them.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from ppl import Vmap, gen, normal
+        >>> @gen
+        ... def model():
+        ...     mu = normal(0.0, 1.0) @ "mu"
+        ...     return Vmap(normal, in_axes=(None, None), axis_size=3)(mu, 1.0) @ "ys"
+        >>> trace = model.simulate(jax.random.key(0), ())
+        >>> constrained_addresses({"ys": jnp.zeros(3), "mu": 0.0}, trace.choices)
+        (('ys',), ('mu',))
+    """
+    paths: list[Path] = []
+
+    def walk(given: Any, node: Any, prefix: Path) -> None:
+        if not isinstance(given, ChoiceMap):
+            paths.append(prefix)
+            return
+        if given.is_indexed:
+            paths.extend(prefix + p for p in given.leaf_paths())
+            return
+        if (
+            isinstance(node, ChoiceMap)
+            and node.is_indexed
+            and not any(isinstance(k, int) for k in given)
+        ):
+            prefix = (*prefix, Ellipsis)
+            if set(given._entries) == {LEAF} or not given._entries:
+                paths.append(prefix)
+                return
+        for key in given:
+            child: Any = None
+            if isinstance(node, ChoiceMap) and node.is_indexed and isinstance(key, int):
+                entries = node._entries  # one repeat has the structure of every repeat
+                child = entries[LEAF] if set(entries) == {LEAF} else ChoiceMap._raw(entries)
+            elif isinstance(node, ChoiceMap):
+                child = node.get_submap(key)
+            walk(given.get_submap(key), child, (*prefix, key))
+
+    walk(
+        ChoiceMap.from_dict(constraints) if isinstance(constraints, dict) else constraints,
+        choices,
+        (),
+    )
+    return tuple(paths)
+
+
 def _insert(tree: dict, path: Path, value: Any) -> None:
     head, rest = path[0], path[1:]
     if isinstance(value, Mapping) and not isinstance(value, ChoiceMap):

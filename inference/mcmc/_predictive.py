@@ -29,7 +29,8 @@ def posterior_choices(data: Any) -> ChoiceMap:
     addresses = json.loads(data.posterior.attrs["ppl_addresses"])
     return ChoiceMap(
         {
-            tuple(... if c == "..." else c for c in path): np.asarray(data.posterior[name].values)
+            # Values below a combinator index are stored batched: the batched form drops "...".
+            tuple(c for c in path if c != "..."): np.asarray(data.posterior[name].values)
             for name, path in addresses.items()
         }
     )

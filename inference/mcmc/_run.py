@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from inference.mcmc._gradient import nuts, window_adaptation
 from inference.mcmc._kernel import Kernel
 from ppl import AddressError, ChoiceMap, GenerativeFunction, select
+from ppl._choicemap import constrained_addresses
 
 # blackjax/our info fields -> arviz sample_stats names
 _STAT_NAMES = {
@@ -126,8 +127,11 @@ def run(
         ((2, 200), (2, 200, 5))
     """
     observations = ChoiceMap.from_dict(observations)
-    programs = _programs(model, kernel, tuple(observations.leaf_paths()), num_warmup, thinning)
     init_key, warmup_key, sample_key = jax.random.split(key, 3)
+    # Where observations sit in the trace (batched observations of a plate are below an index).
+    structure = jax.eval_shape(lambda k: model.generate(k, observations, args)[0].choices, key)
+    observed = constrained_addresses(observations, structure)
+    programs = _programs(model, kernel, observed, num_warmup, thinning)
     saved = _load(checkpoint, key, num_chains, num_samples, num_chunks, thinning)
     if saved is None:
         traces = _initial_traces(

@@ -113,3 +113,24 @@ def test_hmc_on_a_matrix_valued_site():
     ess = float(arviz.ess(np.asarray(total)[None]))
     assert abs(total.mean() - mean) < 5 * np.sqrt(var / ess)
     assert draws.shape[1:] == (2, 3)
+
+
+def test_batched_observations_below_a_combinator_are_not_latent():
+    from ppl import Scan
+
+    @gen
+    def step(z, _):
+        z = normal(0.5 * z, 1.0) @ "z"
+        normal(z, 0.5) @ "y"
+        return z, z
+
+    @gen
+    def chain():
+        return Scan(step, length=3)(0.0, None) @ "chain"
+
+    ys = jnp.array([0.4, -0.2, 1.0])
+    data = mcmc.run(chain, {"chain": {"y": ys}}, KEY, **SETTINGS)
+    assert set(data.posterior.data_vars) == {"chain.z"}
+    assert data.log_likelihood["chain.y"].shape == (2, 40, 3)
+    draws = mcmc.predictive(chain, jax.random.key(0), posterior=data)
+    assert not np.allclose(draws["chain", "y"][0, 0], ys)  # resimulated, not the observations
