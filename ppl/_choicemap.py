@@ -203,7 +203,14 @@ class ChoiceMap(Mapping):
         """Merge; where both hold a value, ``other`` wins."""
         other = ChoiceMap.from_dict(other)
         if self._indexed != other._indexed and not (self.is_empty() or other.is_empty()):
-            raise ValueError("cannot merge an indexed (combinator) choice map with a plain one")
+            # Both are the batched values of a combinator's repeats: merge them as batched.
+            plain = [cm for cm in (self, other) if cm._indexed and set(cm._entries) != {LEAF}]
+            if len(plain) != 1:
+                raise ValueError("cannot merge a combinator's bare values with a map")
+            left, right = (
+                ChoiceMap._raw(dict(cm._entries)) if cm._indexed else cm for cm in (self, other)
+            )
+            return left | right
         entries = dict(self._entries)
         for key, value in other._entries.items():
             mine = entries.get(key)

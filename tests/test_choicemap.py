@@ -116,3 +116,16 @@ def test_missing_address_message_lists_contents():
         assert "no choice at 'b'" in str(error) and "('y', 0..2)" in str(error)
     else:
         raise AssertionError("expected KeyError")
+
+
+def test_indexed_choices_merge_with_batched_values():
+    @gen
+    def step(z, _):
+        z = normal(z, 1.0) @ "z"
+        normal(z, 1.0) @ "x"
+        return z, z
+
+    chain = Scan(step, length=3)
+    tr = chain.simulate(jax.random.key(0), (0.0, None))
+    merged = tr.choices.filter(select((..., "z"))) | {"x": tr.choices["x"]}
+    np.testing.assert_allclose(chain.assess(merged, (0.0, None))[0], tr.score, rtol=1e-6)
