@@ -311,7 +311,8 @@ class StaticGenerativeFunction(GenerativeFunction):
     def _regenerate(self, key, trace, selection, args):
         handler = _Regenerate(key, repr(self), selection, trace)
         retval = self._run(handler, args)
-        handler.drop_unvisited()
+        # Choices that are no longer visited leave the trace without changing the weight:
+        # the reverse move would resimulate them from the prior, which cancels their density.
         return self._trace(handler, args, retval), handler.weight
 
 
