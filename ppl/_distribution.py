@@ -157,6 +157,12 @@ class Distribution(GenerativeFunction):
                 f"a map there ({choices!r}); give a value"
             )
         dist = self.numpyro(args)
+        if isinstance(choices, Masked):
+            # Per-index choices of a combinator: the combinator checked that every index is
+            # given; a repeat without a value would score NaN, never a silent number.
+            value = self._check_value(dist, choices.value)
+            score = self._log_density(dist, value)
+            return jnp.where(choices.flag, score, jnp.nan), value
         value = self._check_value(dist, choices)
         return self._log_density(dist, value), value
 

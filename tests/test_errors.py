@@ -4,6 +4,7 @@ import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as nd
 import pytest
 
@@ -223,3 +224,15 @@ def test_switch_branches_with_different_shapes_show_their_addresses():
     pattern = r"branch 0: 'x': float32\[\]; .*\n  branch 1: 'x': float32\[2\]"
     with pytest.raises(TypeError, match=pattern):
         Switch(scalar, vector).simulate(KEY, (0, (0.0,), (0.0,)))
+
+
+def test_assess_with_per_index_choices_needs_every_index():
+    @gen
+    def plate():
+        return Vmap(normal, in_axes=(None, None), axis_size=3)(0.0, 1.0) @ "ys"
+
+    tr = plate.simulate(KEY, ())
+    by_index = {("ys", i): tr.choices["ys", i] for i in range(3)}
+    np.testing.assert_allclose(plate.assess(by_index, ())[0], tr.score, rtol=1e-6)
+    with pytest.raises(AddressError, match=r"no choices for indices \[1\] at 'ys'"):
+        plate.assess({("ys", 0): 1.0, ("ys", 2): 1.0}, ())

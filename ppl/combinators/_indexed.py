@@ -71,6 +71,19 @@ def _leaves(tree: Any) -> list[tuple[tuple, Any]]:
     return out
 
 
+def check_every_index(constraints: Any, n: int, owner: str) -> None:
+    """``assess`` needs every repeat: per-index choices must name all ``n`` indices."""
+    if isinstance(constraints, ChoiceMap) and not constraints.is_indexed:
+        given = {k for k in constraints if isinstance(k, int)}
+        missing = sorted(set(range(n)) - given)
+        if given and missing:
+            raise AddressError(
+                f"assess needs a value for every choice, but {owner} has no choices for "
+                f"indices {missing[:5]}{'...' if len(missing) > 5 else ''} at {{addr}}",
+                (),
+            )
+
+
 def _masked_from_indices(constraints: ChoiceMap, n: int, owner: str) -> Any:
     values: dict[tuple, list] = {}
     for key, child in constraints._entries.items():

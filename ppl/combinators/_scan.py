@@ -21,6 +21,7 @@ from ppl._selection import batched_selection
 from ppl.combinators._indexed import (
     batched_constraints,
     batched_discard,
+    check_every_index,
     rebuild_selection,
     repeated_supports,
 )
@@ -132,6 +133,7 @@ class Scan(GenerativeFunction):
         return self._trace(inner, args), jnp.sum(weights)
 
     def _assess(self, choices, args):
+        check_every_index(choices, self._size(args), repr(self))
         given = batched_constraints(choices, self._size(args), repr(self))
 
         def step(c, x, g):

@@ -16,6 +16,7 @@ from ppl._selection import batched_selection
 from ppl.combinators._indexed import (
     batched_constraints,
     batched_discard,
+    check_every_index,
     rebuild_selection,
     repeated_supports,
 )
@@ -117,6 +118,7 @@ class Vmap(GenerativeFunction):
 
     def _assess(self, choices, args):
         n = self._size(args)
+        check_every_index(choices, n, repr(self))
         given = batched_constraints(choices, n, repr(self))
         scores, retval = self._map(lambda c, a: self.gen_fn._assess(c, a), n, args, given)
         return jnp.sum(scores), retval
