@@ -8,6 +8,7 @@ The score of a value is the sum of ``log_prob`` over the batch dimensions.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import warnings
@@ -20,7 +21,7 @@ import numpyro
 import numpyro.distributions as nd
 
 from ppl._choicemap import EMPTY, ChoiceMap, Masked
-from ppl._context import validating
+from ppl._context import current_prefix, validating
 from ppl._debug import check_score
 from ppl._errors import AddressError
 from ppl._interface import GenerativeFunction, Invocation, Trace
@@ -72,6 +73,8 @@ class Distribution(GenerativeFunction):
     def __init__(self, build: Callable[..., nd.Distribution], name: str | None = None):
         self.build = build
         self.name: str = name or str(getattr(build, "__name__", "distribution"))
+        self.estimator: Any = None  # the gradient strategy chosen in the program's code
+        self._base: Distribution = self
         try:
             self._signature: inspect.Signature | None = inspect.signature(build)
         except (TypeError, ValueError):
@@ -102,6 +105,52 @@ class Distribution(GenerativeFunction):
                 return self.build(*args)
         except ValueError as error:
             raise AddressError(f"invalid arguments for {self.name} at {{addr}}: {error}") from None
+
+    # -- gradient strategies (ADEV) -------------------------------------------------------------
+    def with_estimator(self, estimator: Any) -> Distribution:
+        """This distribution, with its gradient estimated by ``estimator`` inside expectations.
+
+        Example:
+            >>> from ppl import normal
+            >>> from ppl.adev import reinforce
+            >>> normal.with_estimator(reinforce()).estimator
+            reinforce(baseline=None)
+        """
+        variant = copy.copy(self)
+        variant.estimator = estimator
+        return variant
+
+    def reparam(self) -> Distribution:
+        """``with_estimator(reparam())``: pathwise gradients."""
+        from ppl.adev import reparam
+
+        return self.with_estimator(reparam())
+
+    def reinforce(self, baseline: Any = None) -> Distribution:
+        """``with_estimator(reinforce(baseline))``: score-function gradients."""
+        from ppl.adev import reinforce
+
+        return self.with_estimator(reinforce(baseline))
+
+    def enum(self, vectorized: bool = True) -> Distribution:
+        """``with_estimator(enum(vectorized))``: exact enumeration of a finite support."""
+        from ppl.adev import enum
+
+        return self.with_estimator(enum(vectorized))
+
+    def mvd(self) -> Distribution:
+        """``with_estimator(mvd())``: measure-valued derivatives."""
+        from ppl.adev import mvd
+
+        return self.with_estimator(mvd())
+
+    def _draw(self, key: jax.Array, args: tuple, dist: nd.Distribution) -> Any:
+        """A fresh value; inside an expectation, a draw that ADEV sees (``adev_sample``)."""
+        from ppl.adev._primitive import bind, is_tracing
+
+        if is_tracing():
+            return bind(self._base, key, args, current_prefix(), self.estimator)
+        return dist.sample(key)
 
     # -- densities ---------------------------------------------------------------------------
     def _log_density(self, dist: nd.Distribution, value: Any) -> jax.Array:
@@ -139,7 +188,7 @@ class Distribution(GenerativeFunction):
     # -- GFI ------------------------------------------------------------------------------------
     def _sample(self, key: jax.Array, args: tuple) -> DistributionTrace:
         dist = self.numpyro(args)
-        value = dist.sample(key)
+        value = self._draw(key, args, dist)
         return DistributionTrace(value, self._log_density(dist, value), args)
 
     def _simulate(self, key, args):
@@ -171,7 +220,7 @@ class Distribution(GenerativeFunction):
             return self._sample(key, args), jnp.zeros(())
         if isinstance(constraints, Masked):
             dist = self.numpyro(args)
-            fresh = dist.sample(key)
+            fresh = self._draw(key, args, dist)
             value = jnp.where(constraints.flag, self._check_value(dist, constraints.value), fresh)
             score = self._log_density(dist, value)
             return DistributionTrace(value, score, args), jnp.where(constraints.flag, score, 0.0)
@@ -202,7 +251,7 @@ class Distribution(GenerativeFunction):
         if flag is False:
             score = self._log_density(dist, trace.value)
             return DistributionTrace(trace.value, score, args), score - trace.score
-        fresh = dist.sample(key)
+        fresh = self._draw(key, args, dist)
         if flag is True:
             return DistributionTrace(fresh, self._log_density(dist, fresh), args), jnp.zeros(())
         value = jnp.where(flag, fresh, trace.value)

@@ -25,3 +25,21 @@ try:
     )
 except Exception:  # pragma: no cover - depends on the installed JAX
     DEBUG_STATE = None
+
+
+def split_scan_operands(params: dict, operands: list) -> tuple[list, list, list]:
+    """A ``scan`` equation's operands as ``(consts, carry, xs)``.
+
+    JAX 0.11 describes the split with a private flat-tree parameter ``ft_in``; older releases
+    used ``num_consts`` / ``num_carry``. ADEV reads it to thread its gradient accumulators
+    through loops that sample.
+    """
+    if "ft_in" in params:
+        consts, carry, xs = params["ft_in"].update(list(operands)).unpack()
+        return list(consts), list(carry), list(xs)
+    n_consts, n_carry = params["num_consts"], params["num_carry"]  # pragma: no cover
+    return (  # pragma: no cover
+        list(operands[:n_consts]),
+        list(operands[n_consts : n_consts + n_carry]),
+        list(operands[n_consts + n_carry :]),
+    )

@@ -22,3 +22,15 @@ def test_debug_switch_retraces_a_function_jitted_before():
     with debug(), pytest.raises(Exception, match="non-finite log density nan at 'x'"):
         simulate(jax.random.key(0), (-1.0,))
     assert jnp.isnan(simulate(jax.random.key(0), (-1.0,)).score)  # and back without them
+
+
+def test_scan_operands_split_into_consts_carry_and_xs():
+    from ppl._jax_internals import split_scan_operands
+
+    def loop(w, xs):
+        return jax.lax.scan(lambda c, x: (c + w * x, c), jnp.zeros(()), xs)
+
+    jaxpr = jax.make_jaxpr(loop)(2.0, jnp.ones(3))
+    (eqn,) = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
+    consts, carry, xs = split_scan_operands(eqn.params, ["w", "c", "xs"])
+    assert (consts, carry, xs) == (["w"], ["c"], ["xs"])

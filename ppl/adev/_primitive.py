@@ -1,0 +1,153 @@
+"""The ``adev_sample`` primitive: a random choice that ADEV can see in a traced program.
+
+While an expectation's integrand is traced (``tracing()``), every distribution draw of the
+generative function interface binds ``adev_sample`` instead of calling NumPyro's sampler. The
+primitive carries, as static parameters, the distribution, the address of the choice and the
+estimator chosen in the guide's code; its operands are the key, the distribution's arguments
+and the estimator's traced fields (e.g. a learned baseline). ``jax.vmap`` keeps it one
+primitive with ``plate_ndims`` leading plate axes, so the ADEV interpreter sees every draw,
+however deeply it is vectorised. Evaluated outside the interpreter it simply samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
+
+sample_p = Primitive("adev_sample")
+
+_tracing: contextvars.ContextVar[bool] = contextvars.ContextVar("ppl_adev", default=False)
+
+
+@contextlib.contextmanager
+def tracing() -> Iterator[None]:
+    """Marks that an expectation's integrand is being traced: draws bind ``adev_sample``."""
+    token = _tracing.set(True)
+    try:
+        yield
+    finally:
+        _tracing.reset(token)
+
+
+def is_tracing() -> bool:
+    return _tracing.get()
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """One random choice as the ADEV interpreter sees it (a plain record, not a pytree).
+
+    ``plate_ndims`` leading axes of ``key`` and of every argument index independent copies of
+    the draw (from ``jax.vmap``); ``distribution(args)`` builds the NumPyro distribution of one
+    copy.
+    """
+
+    distribution: Any  # ppl Distribution: its .numpyro(args) builds the NumPyro one
+    args: tuple
+    key: jax.Array  # raw key data, uint32
+    address: tuple
+    plate_ndims: int
+
+    def sample(self, key: jax.Array | None = None) -> jax.Array:
+        """A draw of every copy, as ``simulate`` would make it with this key."""
+        key = self.key if key is None else key
+        return _sample(self.distribution, self.plate_ndims, key, self.args)
+
+    def map(self, fn: Any, *extra: Any) -> Any:
+        """``fn(numpyro_dist, *extra)`` for each plate copy, vectorised over the plate axes."""
+
+        def one(args, *more):
+            return fn(self.distribution.numpyro(args), *more)
+
+        for _ in range(self.plate_ndims):
+            one = jax.vmap(one)
+        return one(self.args, *extra)
+
+    def log_prob(self, value: jax.Array) -> jax.Array:
+        """The log density of each plate copy (summed over the distribution's own axes)."""
+        return self.map(lambda dist, x: jnp.sum(dist.log_prob(x)), value)
+
+    @property
+    def plate_shape(self) -> tuple:
+        return tuple(self.key.shape[: self.plate_ndims])
+
+
+def _sample(distribution: Any, plate_ndims: int, key_data: jax.Array, args: tuple) -> jax.Array:
+    def one(key_data, args):
+        key = jax.random.wrap_key_data(key_data)
+        return distribution.numpyro(args).sample(key)
+
+    for _ in range(plate_ndims):
+        one = jax.vmap(one)
+    return one(key_data, args)
+
+
+def bind(distribution: Any, key: jax.Array, args: tuple, address: tuple, estimator: Any) -> Any:
+    """Draws from ``distribution(*args)`` through ``adev_sample`` (only while tracing)."""
+    key_data = jax.random.key_data(key)
+    args_leaves, args_tree = jax.tree_util.tree_flatten(args)
+    est_leaves, est_tree = jax.tree_util.tree_flatten(estimator)
+    return sample_p.bind(
+        key_data,
+        *args_leaves,
+        *est_leaves,
+        distribution=distribution,
+        args_tree=args_tree,
+        estimator_tree=est_tree,
+        address=tuple(address),
+        plate_ndims=0,
+    )
+
+
+def unpack(operands: list, params: dict) -> tuple[Site, Any]:
+    """The site and the guide-code estimator (or ``None``) of an ``adev_sample`` equation."""
+    n_args = params["args_tree"].num_leaves
+    key_data, rest = operands[0], operands[1:]
+    args = jax.tree_util.tree_unflatten(params["args_tree"], rest[:n_args])
+    estimator = jax.tree_util.tree_unflatten(params["estimator_tree"], rest[n_args:])
+    site = Site(params["distribution"], args, key_data, params["address"], params["plate_ndims"])
+    return site, estimator
+
+
+def _impl(*operands, **params):
+    site, _ = unpack(list(operands), params)
+    return site.sample()
+
+
+def _abstract_eval(*avals, **params):
+    shaped = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in avals]
+    out = jax.eval_shape(lambda *ops: _impl(*ops, **params), *shaped)
+    return jax.core.ShapedArray(out.shape, out.dtype)
+
+
+def _batch(operands, dims, **params):
+    size = next(x.shape[d] for x, d in zip(operands, dims, strict=True) if d is not None)
+    moved = [
+        jnp.broadcast_to(x, (size, *jnp.shape(x))) if d is None else jnp.moveaxis(x, d, 0)
+        for x, d in zip(operands, dims, strict=True)
+    ]
+    params = dict(params, plate_ndims=params["plate_ndims"] + 1)
+    return sample_p.bind(*moved, **params), 0
+
+
+def _jvp(primals, tangents, **params):
+    raise TypeError(
+        f"a random choice at {params['address'] or '(no address)'} was differentiated "
+        "directly; differentiate an expectation with its grad_estimate (ADEV), which chooses "
+        "an unbiased estimator for every choice"
+    )
+
+
+sample_p.def_impl(_impl)
+sample_p.def_abstract_eval(_abstract_eval)
+batching.primitive_batchers[sample_p] = _batch
+ad.primitive_jvps[sample_p] = _jvp
+mlir.register_lowering(sample_p, mlir.lower_fun(_impl, multiple_results=False))
