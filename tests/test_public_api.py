@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 
 import ppl
+import ppl.adev
 import ppl.combinators
 from ppl import Distribution
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 API_PAGES = sorted((ROOT / "docs" / "api").glob("*.md"))
 DIRECTIVE = re.compile(r"^:::[ \t]+([\w.]+)[ \t]*$", re.MULTILINE)
-PACKAGES = (ppl, ppl.combinators)
+PACKAGES = (ppl, ppl.combinators, ppl.adev)
 
 
 def public_names(package: ModuleType) -> list[str]:

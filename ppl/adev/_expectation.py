@@ -211,15 +211,19 @@ class Expectation:
     def init_state(self, key: jax.Array, *args: Any) -> dict:
         """The initial estimator state (one entry per ``running_mean`` baseline)."""
         dynamic, static, tree = _split(args)
-        held: dict = {}
+        run = Run(self.overrides, {})
 
         def probe(dynamic):
-            _, _, state = self._interpret(key, dynamic, static, tree, {})
-            held.update(state)
+            def integrand(key, dynamic):
+                return self.fn(key, *_join(dynamic, static, tree))
+
+            with tracing():
+                closed = jax.make_jaxpr(integrand)(key, dynamic)
+            interpret(run, closed, [key, *(d for d in dynamic if d is not None)])
             return jnp.zeros(())
 
         jax.eval_shape(probe, dynamic)
-        return {a: jnp.zeros(s.shape, s.dtype) for a, s in held.items()}
+        return {address: baseline.init_state() for address, baseline in run.tracked.items()}
 
 
 def expectation(fn: Callable[..., Any]) -> Expectation:
