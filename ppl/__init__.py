@@ -36,12 +36,12 @@ from ppl._errors import AddressError as AddressError
 from ppl._errors import GenerativeContextError as GenerativeContextError
 from ppl._errors import NonFiniteScoreError as NonFiniteScoreError
 from ppl._interface import GenerativeFunction as GenerativeFunction
+from ppl._interface import Trace as Trace
 from ppl._marginal import EstimatedTrace as EstimatedTrace
 from ppl._marginal import Marginal as Marginal
 from ppl._marginal import Normalize as Normalize
 from ppl._marginal import marginal as marginal
 from ppl._marginal import normalize as normalize
-from ppl._interface import Trace as Trace
 from ppl._selection import Selection as Selection
 from ppl._selection import select as select
 from ppl._static import StaticGenerativeFunction as StaticGenerativeFunction

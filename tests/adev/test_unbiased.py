@@ -27,7 +27,6 @@ from ppl.adev import (
     leave_one_out,
     mvd,
     reinforce,
-    reparam,
     running_mean,
 )
 
@@ -192,10 +191,10 @@ def learned_baseline(key, mu, b):
     return (z - 1.0) ** 2
 
 
-# -- a user-defined strategy: a deliberately biased one ---------------------------------------------
+# -- a user-defined strategy: a deliberately biased one ---------------------------------------
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class forgetful(Estimator):  # noqa: N801
+class forgetful(Estimator):
     """REINFORCE without the score term: the mutant every unbiasedness test must reject."""
 
     def local(self, site, context):
