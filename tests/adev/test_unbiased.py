@@ -191,7 +191,7 @@ def learned_baseline(key, mu, b):
     return (z - 1.0) ** 2
 
 
-# -- a user-defined strategy: a deliberately biased one ---------------------------------------
+# -- a user-defined strategy: a deliberately biased one -------------------------------------------
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class forgetful(Estimator):
