@@ -94,6 +94,25 @@ class ParticleFilterResult:
             self.particles,
         )
 
+    def smoothing_mean(self, fn: Callable[[ChoiceMap], Any]) -> Any:
+        """``E[fn(choices_t) | y_{0:T-1}]`` for every step ``t``, from the weighted ancestral
+        lines (``trajectories``) of the final particles: the genealogy smoother.
+
+        Early steps rest on few distinct ancestors (path degeneracy), so their estimates are
+        noisier than the filtering ones; they are consistent as the particle count grows.
+
+        Args:
+            fn: a function of one particle's step choices to a pytree of arrays.
+
+        Returns:
+            The estimates, each leaf with a leading axis ``T``.
+        """
+        values = jax.vmap(jax.vmap(fn))(self.trajectories)
+        weights = jax.nn.softmax(self.final_log_weights)
+        return jax.tree.map(
+            lambda v: jnp.einsum("n,nt...->t...", weights, v.astype(weights.dtype)), values
+        )
+
     def filtering_mean(self, fn: Callable[[ChoiceMap], Any]) -> Any:
         """``E[fn(choices_t) | y_{0:t}]`` for every step ``t``, self-normalised.
 
