@@ -43,11 +43,16 @@ def mlp_init(key, sizes):
     ]
 
 
+def dense(layer, x):
+    w, b = layer
+    out = x @ w
+    return out + jnp.broadcast_to(b, out.shape)
+
+
 def mlp(layers, x):
-    for w, b in layers[:-1]:
-        x = jnp.tanh(x @ w + b)
-    w, b = layers[-1]
-    return x @ w + b
+    for layer in layers[:-1]:
+        x = jnp.tanh(dense(layer, x))
+    return dense(layers[-1], x)
 
 
 # -- Gaussian latent: the batch is one vectorised draw of shape [batch, LATENT] -----------------

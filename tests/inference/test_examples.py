@@ -26,9 +26,7 @@ def test_quickstart_runs():
 
 
 def test_vae_trains_every_variant(tmp_path):
-    from examples import vae
-
-    results = vae.main(quick=True, out=tmp_path)
+    results = load("vae").main(quick=True, out=tmp_path)
     assert (tmp_path / "vae_reconstructions.png").exists()
     assert (tmp_path / "vae_losses.png").exists()
     # 30 steps from random weights: every variant is already far above a uniform
