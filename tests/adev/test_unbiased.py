@@ -191,6 +191,33 @@ def learned_baseline(key, mu, b):
     return (z - 1.0) ** 2
 
 
+@expectation
+def through_custom_derivatives(key, mu):
+    """relu, softplus and logaddexp have custom JVPs: 3 z + log 2 written through them."""
+    z = gaussian.simulate(key, (mu, 0.0)).retval
+    odd = jax.nn.relu(z) - jax.nn.relu(-z) + jax.nn.softplus(z) - jax.nn.softplus(-z)
+    return odd + jnp.logaddexp(z, z) + jax.nn.relu(z) ** 2  # E[relu(z)^2] adds a smooth term
+
+
+def custom_exact(mu):
+    # E[relu(z)^2] for z ~ N(mu, 1) = (mu^2 + 1) Phi(mu) + mu phi(mu)
+    cdf, pdf = jax.scipy.stats.norm.cdf(mu), jax.scipy.stats.norm.pdf(mu)
+    return 3 * mu + jnp.log(2.0) + (mu**2 + 1) * cdf + mu * pdf
+
+
+X_IN = jnp.array([0.5, -1.0, 2.0])
+
+
+@gen
+def linear_gaussian(w):
+    return normal(w @ X_IN, 1.0) @ "z"  # a vector of 2 from a 2x3 matrix parameter
+
+
+@expectation
+def matrix_square(key, w):
+    return jnp.sum(linear_gaussian.simulate(key, (w,)).retval ** 2)  # |W x|^2 + 2
+
+
 # -- a user-defined strategy: a deliberately biased one -------------------------------------------
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +240,12 @@ class Case:
 MU, LOG_SIGMA, P = 0.3, -0.2, 0.3
 LOGITS = jnp.array([0.2, -0.5, 0.4])
 THETA = jnp.array([0.5, -0.3, 0.8, 0.1])
+W_MATRIX = jnp.array([[0.3, -0.2, 0.4], [0.1, 0.5, -0.3]])
+
+
+def matrix_exact(w):
+    return jnp.sum((w @ X_IN) ** 2) + 2.0
+
 
 CASES = [
     Case("gaussian/reparam", gaussian_square, (MU, LOG_SIGMA), gaussian_exact),
@@ -297,6 +330,20 @@ CASES = [
         lambda mu: (mu - 1.0) ** 2 + 1.0,
     ),
     Case("learned baseline", learned_baseline, (MU, 0.7), lambda mu, b: (mu - 1.0) ** 2 + 1.0),
+    Case("custom derivatives/reparam", through_custom_derivatives, (0.3,), custom_exact),
+    Case(
+        "custom derivatives/mvd",
+        through_custom_derivatives.with_estimators({"z": mvd()}),
+        (0.3,),
+        custom_exact,
+    ),
+    Case("matrix parameter/reparam", matrix_square, (W_MATRIX,), matrix_exact),
+    Case(
+        "matrix parameter/reinforce+baseline",
+        matrix_square.with_estimators({"z": reinforce(float(matrix_exact(W_MATRIX)))}),
+        (W_MATRIX,),
+        matrix_exact,
+    ),
     Case(
         "mutant: REINFORCE without score",
         gaussian_square.with_estimators({"z": forgetful()}),
