@@ -218,6 +218,20 @@ def matrix_square(key, w):
     return jnp.sum(linear_gaussian.simulate(key, (w,)).retval ** 2)  # |W x|^2 + 2
 
 
+@expectation
+def composite(key, mu, p):
+    """Expectations compose linearly: E1 + 2 E2."""
+    k1, k2 = jax.random.split(key)
+    return gaussian_square.estimate(k1, mu, 0.0) + 2.0 * product.estimate(k2, mu, p)
+
+
+@expectation
+def multi_sample(key, mu, p):
+    """An expectation vmapped over 4 keys inside another: a 4-sample average."""
+    keys = jax.random.split(key, 4)
+    return jnp.mean(jax.vmap(lambda k: product.estimate(k, mu, p))(keys))
+
+
 # -- a user-defined strategy: a deliberately biased one -------------------------------------------
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -330,6 +344,19 @@ CASES = [
         lambda mu: (mu - 1.0) ** 2 + 1.0,
     ),
     Case("learned baseline", learned_baseline, (MU, 0.7), lambda mu, b: (mu - 1.0) ** 2 + 1.0),
+    Case(
+        "composed expectations",
+        composite,
+        (MU, P),
+        lambda mu, p: gaussian_exact(mu, 0.0) + 2.0 * product_exact(mu, p),
+    ),
+    Case("vmapped expectation/reinforce", multi_sample, (MU, P), product_exact),
+    Case(
+        "vmapped expectation/enum (joint over 4 copies)",
+        multi_sample.with_estimators({"c": enum()}),
+        (MU, P),
+        product_exact,
+    ),
     Case("custom derivatives/reparam", through_custom_derivatives, (0.3,), custom_exact),
     Case(
         "custom derivatives/mvd",
