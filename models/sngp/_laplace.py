@@ -1,0 +1,184 @@
+"""The Laplace posterior precision of a linear output layer, accumulated over data."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+
+def likelihood_curvature(logits: jax.Array) -> jax.Array:
+    """The per-example weight ``w_i`` of ``φ_iφ_iᵀ`` in the Laplace precision.
+
+    For one logit (``K = 1``, a Bernoulli likelihood with ``p = sigmoid(f)``),
+    ``w = p(1 − p)``, the exact second derivative of the negative log-likelihood in
+    ``f``. For ``K ≥ 2`` softmax logits, SNGP's approximation shares one precision matrix
+    between the classes, with ``w = p_max(1 − p_max)`` from the most probable class.
+
+    Args:
+        logits: ``[N, K]`` logits.
+
+    Returns:
+        ``[N]`` non-negative weights.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> likelihood_curvature(jnp.array([[0.0], [jnp.log(3.0)]]))  # p = 1/2, 3/4
+        Array([0.25  , 0.1875], dtype=float32)
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"logits has shape {logits.shape}; give [examples, classes]")
+    if logits.shape[1] == 1:
+        p = jax.nn.sigmoid(logits[:, 0])
+    else:
+        p = jnp.max(jax.nn.softmax(logits, axis=-1), axis=-1)
+    return p * (1 - p)
+
+
+class LaplacePrecision(eqx.Module):
+    """The precision of the Laplace (Gaussian) posterior over output weights ``β``:
+
+    ``Λ = τ I + Σ_i w_i φ_i φ_iᵀ``,
+
+    for a ``N(0, 1/τ)`` prior on each weight and per-example curvature ``w_i`` of the
+    likelihood (``likelihood_curvature``). For one logit this is the exact Hessian of the
+    negative log posterior, so ``Λ⁻¹`` is the Laplace covariance; for softmax logits it is
+    SNGP's class-shared approximation. The data term is accumulated in one of two ways:
+
+    * ``update``: an exact pass, adding each batch's ``Σ w φφᵀ`` (after training);
+    * ``momentum_update``: during training, an exponential moving average of each batch's
+      estimate ``(N/B) Σ_batch w φφᵀ`` of the full-data sum (the first update takes the
+      batch estimate whole, so early values are not biased towards zero).
+
+    Attributes:
+        data_precision: ``[D, D]`` the accumulated data term ``Σ_i w_i φ_i φ_iᵀ``.
+        count: how many examples (``update``) or batches (``momentum_update``) went in.
+        prior_precision: ``τ``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> features = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+        >>> precision = LaplacePrecision.init(2, prior_precision=1.0)
+        >>> precision = precision.update(features, jnp.zeros((3, 1)))  # each w = 1/4
+        >>> precision.matrix
+        Array([[1.5 , 0.25],
+               [0.25, 1.5 ]], dtype=float32)
+        >>> bool(jnp.allclose(precision.covariance() @ precision.matrix, jnp.eye(2), atol=1e-6))
+        True
+    """
+
+    data_precision: jax.Array
+    count: jax.Array
+    prior_precision: float = eqx.field(static=True)
+
+    @classmethod
+    def init(cls, num_features: int, prior_precision: float = 1.0) -> LaplacePrecision:
+        """No data yet: a zero data term for ``num_features`` features."""
+        if not prior_precision > 0:
+            raise ValueError(f"prior_precision must be positive, got {prior_precision}")
+        return cls(jnp.zeros((num_features, num_features)), jnp.zeros(()), float(prior_precision))
+
+    @property
+    def matrix(self) -> jax.Array:
+        """The posterior precision ``Λ = τ I + data_precision``."""
+        size = self.data_precision.shape[0]
+        return self.prior_precision * jnp.eye(size) + self.data_precision
+
+    def _batch_term(self, features: jax.Array, logits: jax.Array) -> jax.Array:
+        size = self.data_precision.shape[0]
+        if features.ndim != 2 or features.shape[1] != size:
+            raise ValueError(
+                f"features has shape {features.shape}; this precision is over {size} "
+                f"features, so give [examples, {size}]"
+            )
+        if logits.ndim != 2 or logits.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"logits has shape {logits.shape} for {features.shape[0]} feature rows; give "
+                f"[{features.shape[0]}, classes]"
+            )
+        weights = likelihood_curvature(logits)
+        return (features * weights[:, None]).T @ features
+
+    def update(self, features: jax.Array, logits: jax.Array) -> LaplacePrecision:
+        """Adds a batch exactly: ``data_precision + Σ_batch w φφᵀ``.
+
+        Args:
+            features: ``[B, D]`` random features of the batch.
+            logits: ``[B, K]`` the output layer's logits for the batch (at the mode).
+
+        Returns:
+            The updated precision.
+        """
+        term = self._batch_term(features, logits)
+        return LaplacePrecision(
+            self.data_precision + term, self.count + features.shape[0], self.prior_precision
+        )
+
+    def momentum_update(
+        self, features: jax.Array, logits: jax.Array, momentum: float, num_data: int
+    ) -> LaplacePrecision:
+        """Moves the data term towards this batch's estimate of the full-data sum:
+
+        ``m · data_precision + (1 − m) · (N/B) Σ_batch w φφᵀ`` (``m = 0`` on the first call).
+
+        Args:
+            features: ``[B, D]`` random features of the batch.
+            logits: ``[B, K]`` logits for the batch.
+            momentum: ``m`` in ``[0, 1)``.
+            num_data: the size ``N`` of the data set the batches come from.
+
+        Returns:
+            The updated precision.
+        """
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        estimate = self._batch_term(features, logits) * (num_data / features.shape[0])
+        m = jnp.where(self.count > 0, momentum, 0.0)
+        return LaplacePrecision(
+            m * self.data_precision + (1 - m) * estimate, self.count + 1, self.prior_precision
+        )
+
+    def covariance(self) -> jax.Array:
+        """The posterior covariance ``Λ⁻¹`` (by Cholesky factorization).
+
+        Raises:
+            ValueError: (eagerly; an ``EquinoxRuntimeError`` under ``jit``) if no data has
+                been accumulated: the covariance would be the prior's, which is never what
+                a prediction wants.
+        """
+        if not isinstance(self.count, jax.core.Tracer) and float(self.count) == 0:
+            raise ValueError(_NO_DATA)
+        data = eqx.error_if(self.data_precision, self.count == 0, _NO_DATA)
+        matrix = self.prior_precision * jnp.eye(data.shape[0]) + data
+        factor = jax.scipy.linalg.cho_factor(matrix, lower=True)
+        return jax.scipy.linalg.cho_solve(factor, jnp.eye(matrix.shape[0]))
+
+
+_NO_DATA = (
+    "the Laplace precision has no data accumulated yet; run an exact pass over the training "
+    "data (LaplacePrecision.update per batch, or sngp.fit_laplace) or momentum updates "
+    "during training before asking for the posterior covariance"
+)
+
+
+def predictive_variance(covariance: jax.Array, features: jax.Array) -> jax.Array:
+    """The posterior variance ``φᵢᵀ Σ φᵢ`` of each example's logit (shared by the classes).
+
+    Args:
+        covariance: ``[D, D]`` posterior covariance of the output weights.
+        features: ``[N, D]`` random features.
+
+    Returns:
+        ``[N]`` variances.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> predictive_variance(jnp.diag(jnp.array([1.0, 4.0])), jnp.array([[1.0, 1.0]]))
+        Array([5.], dtype=float32)
+    """
+    if features.ndim != 2 or features.shape[1] != covariance.shape[0]:
+        raise ValueError(
+            f"features has shape {features.shape}; the covariance is over "
+            f"{covariance.shape[0]} features, so give [examples, {covariance.shape[0]}]"
+        )
+    return jnp.einsum("nd,de,ne->n", features, covariance, features)

@@ -1,0 +1,121 @@
+"""SNGP's posterior: the exact Laplace pass after training, and predictions with variance."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import equinox as eqx
+import jax
+
+from models.sngp._classifier import SNGPClassifier
+from models.sngp._laplace import LaplacePrecision, predictive_variance
+from models.sngp._mean_field import mean_field_logits
+from models.training._batch import apply_to_batch
+
+
+def fit_laplace(
+    model: SNGPClassifier,
+    state: eqx.nn.State,
+    inputs: jax.Array,
+    *,
+    prior_precision: float = 1.0,
+    batch_size: int = 512,
+) -> LaplacePrecision:
+    """The Laplace precision of the output weights from one exact pass over the data.
+
+    The model is evaluated in inference mode (spectral-norm vectors frozen) and the
+    batches' ``Σ w φφᵀ`` are summed (``LaplacePrecision.update``).
+
+    Args:
+        model: a trained ``SNGPClassifier``.
+        state: its state.
+        inputs: ``[N, ...]`` the training inputs.
+        prior_precision: the prior precision ``τ`` of the output weights (the one the model
+            was trained with).
+        batch_size: rows per pass (memory only: the result does not depend on it beyond
+            floating-point rounding).
+
+    Returns:
+        The ``LaplacePrecision``; its ``covariance()`` is the posterior covariance.
+
+    Example:
+        >>> import equinox as eqx, jax, jax.numpy as jnp
+        >>> model, state = eqx.nn.make_with_state(SNGPClassifier)(
+        ...     2, 2, width=8, depth=1, num_features=32, key=jax.random.key(0))
+        >>> precision = fit_laplace(model, state, jax.random.normal(jax.random.key(1), (100, 2)))
+        >>> int(precision.count)
+        100
+    """
+    model = eqx.nn.inference_mode(model)
+    precision = LaplacePrecision.init(model.head.num_features, prior_precision)
+    for start in range(0, inputs.shape[0], batch_size):
+        features, logits = _features_and_logits(model, state, inputs[start : start + batch_size])
+        precision = precision.update(features, logits)
+    return precision
+
+
+@eqx.filter_jit
+def _features_and_logits(model, state, inputs):
+    features, _ = apply_to_batch(model, state, inputs, method="random_features")
+    return features, features @ model.head.output
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """SNGP's predictive distribution over logits: ``f ~ N(logits, variance · I)``.
+
+    Attributes:
+        logits: ``[N, K]`` posterior-mean logits.
+        variance: ``[N]`` posterior variance of each example's logits.
+    """
+
+    logits: jax.Array
+    variance: jax.Array
+
+    def probabilities(self, factor: float = math.pi / 8) -> jax.Array:
+        """``[N, K]`` class probabilities by the mean-field approximation
+        (``mean_field_logits``)."""
+        return jax.nn.softmax(mean_field_logits(self.logits, self.variance, factor), axis=-1)
+
+
+def predict(
+    model: SNGPClassifier, state: eqx.nn.State, covariance: jax.Array, inputs: jax.Array
+) -> Prediction:
+    """Posterior-mean logits and their variance for a batch, in inference mode.
+
+    Args:
+        model: a trained ``SNGPClassifier``.
+        state: its state.
+        covariance: ``[D, D]`` the output weights' posterior covariance
+            (``fit_laplace(...).covariance()``).
+        inputs: ``[N, ...]`` examples.
+
+    Returns:
+        A ``Prediction(logits, variance)``; ``.probabilities()`` applies the mean-field
+        adjustment.
+
+    Example:
+        >>> import equinox as eqx, jax, jax.numpy as jnp
+        >>> model, state = eqx.nn.make_with_state(SNGPClassifier)(
+        ...     1, 2, width=8, depth=1, num_features=256, length_scale=0.5, key=jax.random.key(0))
+        >>> data = jax.random.uniform(jax.random.key(1), (200, 1))  # inputs in [0, 1]
+        >>> covariance = fit_laplace(model, state, data).covariance()
+        >>> prediction = predict(model, state, covariance, jnp.array([[0.5], [5.0]]))
+        >>> bool(prediction.variance[1] > 10 * prediction.variance[0])  # far from the data
+        True
+    """
+    if covariance.shape != (model.head.num_features,) * 2:
+        raise ValueError(
+            f"covariance has shape {covariance.shape}; the model has "
+            f"{model.head.num_features} random features, so give "
+            f"[{model.head.num_features}, {model.head.num_features}]"
+        )
+    return _predict(eqx.nn.inference_mode(model), state, covariance, inputs)
+
+
+@eqx.filter_jit
+def _predict(model, state, covariance, inputs):
+    features, logits = _features_and_logits(model, state, inputs)
+    return Prediction(logits, predictive_variance(covariance, features))
