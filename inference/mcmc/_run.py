@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from inference.mcmc._gradient import nuts, window_adaptation
 from inference.mcmc._kernel import Kernel
+from inference.sharding._chains import ONE_DEVICE, ChainPlacement
 from ppl import AddressError, ChoiceMap, GenerativeFunction, select
 from ppl._choicemap import constrained_addresses
 
@@ -78,6 +79,7 @@ def run(
     progress_bar: bool = True,
     num_chunks: int = 10,
     checkpoint: str | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Any:
     """Runs vectorised MCMC chains on ``model`` conditioned on ``observations``.
 
@@ -103,6 +105,11 @@ def run(
         checkpoint: a file path; the state (traces, adaptation, draws so far) is saved after
             each chunk, and a run given the same key, sizes and path resumes from it with
             exactly the result of an uninterrupted run.
+        mesh: a mesh with an axis ``"chains"`` (``inference.sharding.make_mesh``): the
+            chains are split across its devices, each device running its block of chains
+            (``jax.shard_map``); ``num_chains`` must be a multiple of the axis size. Each
+            chain runs with the key it has without a mesh (docs/scaling.md says which
+            results are then bit-identical).
 
     Returns:
         An arviz ``DataTree`` with groups posterior (one variable per latent address, dims
@@ -131,24 +138,30 @@ def run(
     # Where observations sit in the trace (batched observations of a plate are below an index).
     structure = jax.eval_shape(lambda k: model.generate(k, observations, args)[0].choices, key)
     observed = constrained_addresses(observations, structure)
-    programs = _programs(model, kernel, observed, num_warmup, thinning)
+    placement = ChainPlacement(mesh)
+    placement.check(num_chains)
+    programs = _programs(model, kernel, observed, num_warmup, thinning, placement)
     saved = _load(checkpoint, key, num_chains, num_samples, num_chunks, thinning)
     if saved is None:
         traces = _initial_traces(
             model, observations, programs.latent, init, init_key, args, num_chains
         )
-        traces, parameters = programs.warmup(jax.random.split(warmup_key, num_chains), traces)
+        traces, parameters = programs.warmup(
+            *placement.place((jax.random.split(warmup_key, num_chains), traces))
+        )
         pieces: list = []
     else:
         traces, parameters, pieces = saved
+        traces, parameters = placement.place((traces, parameters))
     run_chunk = programs.chunk
     sizes = [len(part) for part in np.array_split(np.arange(num_samples), num_chunks)]
     chunk_keys = jax.random.split(sample_key, len(sizes))
     bar = tqdm(total=num_samples, disable=not progress_bar, desc="sampling")
     bar.update(sum(sizes[: len(pieces)]))
     for size, chunk_key in list(zip(sizes, chunk_keys, strict=True))[len(pieces) :]:
-        traces, kept = run_chunk(traces, jax.random.split(chunk_key, num_chains), parameters, size)
-        pieces.append(jax.device_get(kept))
+        chain_keys = placement.place(jax.random.split(chunk_key, num_chains))
+        traces, kept = run_chunk(traces, chain_keys, parameters, size)
+        pieces.append(placement.fetch(kept))
         bar.update(size)
         if checkpoint is not None:
             _save(
@@ -204,10 +217,12 @@ def _programs(
     observed: tuple,
     num_warmup: int,
     thinning: int,
+    placement: ChainPlacement = ONE_DEVICE,
 ) -> _Programs:
     """The jitted warm-up and sampling programs, built once per model/kernel/settings.
 
     Cached so that repeated runs (different data, keys or sizes) reuse the compiled code.
+    With a mesh, each device runs its block of chains (``ChainPlacement.map``).
     """
     latent = ~select(*observed)
 
@@ -238,10 +253,14 @@ def _programs(
             lambda t, k: draw(t, k, parameters), trace, jax.random.split(key, length)
         )
 
+    def chunks(traces, keys, parameters, length):
+        per_chain = jax.vmap(lambda t, k, p: chunk(t, k, p, length))
+        return placement.map(per_chain)(traces, keys, parameters)
+
     return _Programs(
         latent,
-        jax.jit(jax.vmap(warmup)),
-        jax.jit(jax.vmap(chunk, in_axes=(0, 0, 0, None)), static_argnums=3),
+        jax.jit(placement.map(jax.vmap(warmup))),
+        jax.jit(chunks, static_argnums=3),
     )
 
 

@@ -28,14 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from inference.smc._importance import as_observations, importance_weighted
-from inference.smc._resampling import (
-    ResamplingScheme,
-    check_ess_threshold,
-    effective_sample_size,
-    log_mean_exp,
-    resample_where,
-    systematic,
-)
+from inference.smc._population import UNSHARDED, Population
+from inference.smc._resampling import ResamplingScheme, check_ess_threshold, systematic
 from ppl import ChoiceMap, GenerativeFunction, Scan
 from ppl._address import show
 
@@ -189,8 +183,13 @@ def _particle_filter(
     proposal: GenerativeFunction | None,
     resampling: ResamplingScheme,
     ess_threshold: float,
+    population: Population = UNSHARDED,
 ) -> ParticleFilterResult:
-    """The filter of the module docstring; ``proposal=None`` is the bootstrap filter."""
+    """The filter of the module docstring; ``proposal=None`` is the bootstrap filter.
+
+    ``num_particles`` is the number held here; ``population`` does the steps that read every
+    particle (ESS, resampling, the log mean weight), e.g. across devices.
+    """
     check_ess_threshold(ess_threshold)
     if isinstance(kernel, Scan):
         raise TypeError(
@@ -224,12 +223,11 @@ def _particle_filter(
         carries, log_weights = state
         t, step_key, observation, x = inputs
         resample_key, extend_key = jax.random.split(step_key)
-        ess_before = effective_sample_size(log_weights)
-        resampled = (t > 0) & (ess_before < ess_threshold * num_particles)
-        ancestors, log_weights = resample_where(resample_key, log_weights, resampled, resampling)
-        carries = jax.tree.map(lambda c: c[ancestors], carries)
+        carries, ancestors, log_weights, resampled = population.resample(
+            resample_key, log_weights, carries, t > 0, ess_threshold, resampling
+        )
         traces, weights = jax.vmap(extend, in_axes=(0, 0, None, None))(
-            jax.random.split(extend_key, num_particles), carries, observation, x
+            population.keys(extend_key, num_particles), carries, observation, x
         )
         log_weights = log_weights + weights
         record = (traces.choices, log_weights, ancestors, resampled)
@@ -244,10 +242,10 @@ def _particle_filter(
         particles=particles,
         log_weights=log_weights,
         ancestors=ancestors,
-        ess=effective_sample_size(log_weights),
+        ess=population.effective_sample_size(log_weights),
         resampled=resampled,
         final_carry=final_carry,
-        log_marginal_likelihood=log_mean_exp(final_log_weights),
+        log_marginal_likelihood=population.log_mean_exp(final_log_weights),
     )
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from inference.sharding._data_parallel import SINGLE_DEVICE, DataParallel, SingleDevice
 from ppl.adev import Expectation
 
 
@@ -51,6 +52,7 @@ def fit(
     checkpoint_every: int | None = None,
     data: Any = None,
     batch_size: int | None = None,
+    sharding: DataParallel | None = None,
 ) -> FitResult:
     """Maximises ``objective`` over ``params`` by stochastic gradient ascent with ``optimizer``.
 
@@ -96,6 +98,11 @@ def fit(
             every chunk.
         data: a pytree of arrays with a common leading axis, subsampled at every step.
         batch_size: rows of ``data`` per step (without replacement).
+        sharding: ``inference.sharding.DataParallel(mesh)`` to split each batch along the
+            mesh axis ``"data"`` with the parameters copied on every device, or
+            ``ShardedWeightUpdate(mesh)`` to also split the optimizer state and update;
+            ``None``: one device. The losses and parameters agree with one device's to
+            float rounding (the batch sums are added in another order).
 
     Returns:
         A ``FitResult(params, losses, state, opt_state)``; ``losses`` has length ``steps``.
@@ -178,6 +185,9 @@ def fit(
             "arrays (jnp.array(0.0)): Python numbers and integer arrays are held fixed"
         )
     data, batch_size = _check_data(data, batch_size)
+    placement: SingleDevice = SINGLE_DEVICE if sharding is None else sharding
+    placement.check_batch(batch_size, data)
+    data = placement.place_data(data)
     example = () if data is None else (jax.tree.map(lambda x: x[:batch_size], data),)
 
     opt_state = _strong(optimizer.init(dynamic))
@@ -196,6 +206,8 @@ def fit(
             _restore(tree, leaves)
             for tree, leaves in zip((dynamic, opt_state, state), saved["carry"], strict=True)
         )
+    dynamic = placement.place_parameters(dynamic)
+    opt_state = placement.place_optimizer_state(opt_state)
 
     pieces = [losses]
     saved_at = done
@@ -215,6 +227,7 @@ def fit(
                 batch_size,
                 args,
                 chunk_size,
+                placement,
             )
             dynamic, opt_state, state, first_bad, bad_leaves = carry
             chunk_losses = np.asarray(losses_on_device)[: min(chunk_size, steps - done)]
@@ -248,20 +261,24 @@ def _chunk(
     batch_size: int | None,
     args: tuple,
     chunk_size: int,
+    placement: SingleDevice = SINGLE_DEVICE,
 ) -> tuple[tuple, jax.Array]:
     """``chunk_size`` steps from ``start``; steps at or past ``end``, or after a non-finite
     step, are skipped (their loss is nan). ``carry`` is (trainable params, optimizer state,
     estimator state, first non-finite step or -1, which trainable leaves were non-finite).
 
     Jitted at module level, keyed on the objective, optimizer and static parts, so chunks and
-    later calls with the same objects reuse one compilation.
+    later calls with the same objects reuse one compilation. ``placement`` lays out the batch,
+    gradients, optimizer state and parameters across devices (identity on one device).
     """
     loss_dtype = jnp.result_type(float)
 
     def run(carry, t):
         dynamic, opt_state, state, first_bad, bad_leaves = carry
         objective_key, batch_key = jax.random.split(jax.random.fold_in(key, t))
-        batch = () if data is None else (_draw(batch_key, data, batch_size),)
+        batch = (
+            () if data is None else (placement.constrain_batch(_draw(batch_key, data, batch_size)),)
+        )
         value, grads, new_state = objective.value_and_grad(
             objective_key,
             eqx.combine(dynamic, static),
@@ -270,10 +287,11 @@ def _chunk(
             argnums=0,
             state=state,
         )
-        grads = _trainable(grads, dynamic)
+        grads = placement.constrain_gradients(_trainable(grads, dynamic))
         ascent = jax.tree.map(jnp.negative, grads)
         updates, new_opt_state = optimizer.update(ascent, opt_state, dynamic)
-        new_dynamic = optax.apply_updates(dynamic, updates)
+        new_opt_state = placement.constrain_optimizer_state(new_opt_state)
+        new_dynamic = placement.constrain_parameters(optax.apply_updates(dynamic, updates))
         loss = -jnp.asarray(value).astype(loss_dtype)
         leaf_bad = jnp.stack(
             [
