@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -44,6 +46,13 @@ def laplace_last_layer(
         >>> round(float(-intercept / slope), 1)  # the fitted decision boundary
         0.3
     """
+    return _laplace(
+        jnp.asarray(features), jnp.asarray(labels), num_classes, prior_precision, iterations
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _laplace(features, labels, num_classes, prior_precision, iterations):
     model = bayesian_last_layer(num_classes, prior_precision)
     size = features.shape[1] * num_classes
 
