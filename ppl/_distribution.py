@@ -99,9 +99,16 @@ class Distribution(GenerativeFunction):
         return tuple(bound.args)
 
     def numpyro(self, args: tuple) -> nd.Distribution:
-        """The NumPyro distribution for these arguments."""
+        """The NumPyro distribution for these arguments.
+
+        NumPyro's argument checks run only on concrete arguments: on traced ones they cannot
+        raise, and would only add work to every trace.
+        """
+        concrete = not any(
+            isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(args)
+        )
         try:
-            with numpyro.validation_enabled(validating()):
+            with numpyro.validation_enabled(validating() and concrete):
                 return self.build(*args)
         except ValueError as error:
             raise AddressError(f"invalid arguments for {self.name} at {{addr}}: {error}") from None
