@@ -20,7 +20,8 @@ def mean_field_logits(
 
     Args:
         logits: ``[N, K]`` predictive means ``μ``.
-        variance: ``[N]`` predictive variances ``σ²`` (one per example, shared by classes).
+        variance: ``[N]`` predictive variances ``σ²`` (one per example, shared by classes),
+            or ``[N, K]`` (one per logit: each logit is scaled by its own).
         factor: ``λ``.
 
     Returns:
@@ -32,9 +33,11 @@ def mean_field_logits(
         >>> adjusted  # 2 / sqrt(1 + 3)
         Array([[1.]], dtype=float32)
     """
+    if variance.shape == logits.shape:
+        return logits / jnp.sqrt(1 + factor * variance)
     if variance.shape != logits.shape[:1]:
         raise ValueError(
             f"variance has shape {variance.shape} for logits of shape {logits.shape}; give "
-            f"one variance per example, shape ({logits.shape[0]},)"
+            f"one variance per example, shape ({logits.shape[0]},), or one per logit"
         )
     return logits / jnp.sqrt(1 + factor * variance)[:, None]
