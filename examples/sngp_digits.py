@@ -153,16 +153,21 @@ def evaluate(predict, data: dict) -> dict[str, float]:
     return {name: float(value) for name, value in scores.items()}
 
 
-def main(quick: bool = False, seeds: int = 3) -> dict[str, dict[str, tuple[float, float]]]:
-    """Runs the comparison; returns ``model -> metric -> (mean, sd over seeds)``."""
-    config = QUICK if quick else Config()
+def main(
+    quick: bool = False, seeds: int = 3, config: Config | None = None
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Runs the comparison; returns ``model -> metric -> (mean, sd over seeds)``.
+
+    ``config`` overrides the sizes (``QUICK`` with ``quick=True``, else ``Config()``).
+    """
+    config = config or (QUICK if quick else Config())
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in MODELS}
     for seed in range(seeds):
         start = time.perf_counter()
         data = load(seed)
         for name, predict in fit(data, seed, config).items():
             runs[name].append(evaluate(predict, data))
-        print(f"seed {seed}: {time.perf_counter() - start:.0f} s")
+        print(f"seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
     table = {
         name: {
             metric: (

@@ -108,9 +108,17 @@ def fit(x: np.ndarray, y: np.ndarray, config: Config, seed: int) -> dict:
     }
 
 
-def main(quick: bool = False, out: pathlib.Path = pathlib.Path("."), seed: int = 0) -> dict:
-    """Trains, plots and returns ``data set -> model -> {"near": H, "far": H, "accuracy": a}``."""
-    config = QUICK if quick else Config()
+def main(
+    quick: bool = False,
+    out: pathlib.Path = pathlib.Path("."),
+    seed: int = 0,
+    config: Config | None = None,
+) -> dict:
+    """Trains, plots and returns ``data set -> model -> {"near": H, "far": H, "accuracy": a}``.
+
+    ``config`` overrides the sizes (``QUICK`` with ``quick=True``, else ``Config()``).
+    """
+    config = config or (QUICK if quick else Config())
     axis = np.linspace(LOW, HIGH, config.grid, dtype=np.float32)
     grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
     results: dict = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -11,11 +12,11 @@ import jax
 from models.sngp._classifier import SNGPClassifier
 from models.sngp._laplace import LaplacePrecision, predictive_variance
 from models.sngp._mean_field import mean_field_logits
-from models.training._batch import apply_to_batch
+from models.training._batch import apply_to_batch, num_rows
 
 
 def fit_laplace(
-    model: SNGPClassifier,
+    model: SNGPClassifier | Any,
     state: eqx.nn.State,
     inputs: jax.Array,
     *,
@@ -28,9 +29,11 @@ def fit_laplace(
     batches' ``Σ w φφᵀ`` are summed (``LaplacePrecision.update``).
 
     Args:
-        model: a trained ``SNGPClassifier``.
+        model: a trained ``SNGPClassifier`` (or any model with a ``random_features`` method
+            and a ``RandomFeatureGaussianProcess`` ``head``, e.g. ``GNNSNGPClassifier``).
         state: its state.
-        inputs: ``[N, ...]`` the training inputs.
+        inputs: ``[N, ...]`` the training inputs (or a pytree of arrays with a common
+            leading axis, e.g. padded graphs).
         prior_precision: the prior precision ``τ`` of the output weights (the one the model
             was trained with).
         batch_size: rows per pass (memory only: the result does not depend on it beyond
@@ -49,8 +52,9 @@ def fit_laplace(
     """
     model = eqx.nn.inference_mode(model)
     precision = LaplacePrecision.init(model.head.num_features, prior_precision)
-    for start in range(0, inputs.shape[0], batch_size):
-        features, logits = _features_and_logits(model, state, inputs[start : start + batch_size])
+    for start in range(0, num_rows(inputs), batch_size):
+        rows = jax.tree.map(lambda a, start=start: a[start : start + batch_size], inputs)
+        features, logits = _features_and_logits(model, state, rows)
         precision = precision.update(features, logits)
     return precision
 
@@ -81,16 +85,16 @@ class Prediction:
 
 
 def predict(
-    model: SNGPClassifier, state: eqx.nn.State, covariance: jax.Array, inputs: jax.Array
+    model: SNGPClassifier | Any, state: eqx.nn.State, covariance: jax.Array, inputs: jax.Array
 ) -> Prediction:
     """Posterior-mean logits and their variance for a batch, in inference mode.
 
     Args:
-        model: a trained ``SNGPClassifier``.
+        model: a trained ``SNGPClassifier`` (or ``GNNSNGPClassifier``).
         state: its state.
         covariance: ``[D, D]`` the output weights' posterior covariance
             (``fit_laplace(...).covariance()``).
-        inputs: ``[N, ...]`` examples.
+        inputs: ``[N, ...]`` examples (or a pytree of arrays with a common leading axis).
 
     Returns:
         A ``Prediction(logits, variance)``; ``.probabilities()`` applies the mean-field

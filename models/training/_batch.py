@@ -25,7 +25,7 @@ def apply_to_batch(
     Args:
         model: an Equinox module called as ``model(x, state, *, key=None)``.
         state: its ``eqx.nn.State``.
-        inputs: ``[N, ...]`` examples.
+        inputs: ``[N, ...]`` examples, or a pytree of arrays with a common leading axis.
         key: a PRNG key, split into one key per example (for dropout); ``None`` for none.
         method: the name of another method with the same signature to call instead.
 
@@ -46,7 +46,27 @@ def apply_to_batch(
         return jax.vmap(lambda x, s: function(x, s), in_axes=(0, None), out_axes=(0, None))(
             inputs, state
         )
-    keys = jax.random.split(key, inputs.shape[0])
+    keys = jax.random.split(key, num_rows(inputs))
     return jax.vmap(
         lambda x, s, k: function(x, s, key=k), in_axes=(0, None, 0), out_axes=(0, None)
     )(inputs, state, keys)
+
+
+def num_rows(inputs: Any) -> int:
+    """The common leading size of a pytree of arrays (the number of examples).
+
+    Raises:
+        ValueError: if the arrays disagree on it or there are none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> num_rows({"nodes": jnp.zeros((4, 3, 2)), "mask": jnp.zeros((4, 3))})
+        4
+    """
+    sizes = {leaf.shape[0] if leaf.ndim else None for leaf in jax.tree.leaves(inputs)}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(
+            f"the input arrays need one common leading axis (the examples); their leading "
+            f"sizes are {sorted(sizes, key=str)}"
+        )
+    return sizes.pop()

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from models.training._batch import apply_to_batch
+from models.training._batch import apply_to_batch, num_rows
 from models.training._fixed import trainable
 
 
@@ -72,7 +72,8 @@ def train(
         model: a classifier called as ``model(x, state, *, key=None) -> (logits, state)``
             on one example (``SNGPClassifier``, ``DeterministicClassifier``).
         state: its ``eqx.nn.State``.
-        inputs: ``[N, ...]`` training inputs.
+        inputs: ``[N, ...]`` training inputs, or a pytree of arrays with a common leading
+            axis (padded graphs).
         labels: ``[N]`` integer labels.
         optimizer: an optax optimizer.
         steps: the number of steps.
@@ -99,14 +100,14 @@ def train(
         >>> bool(result.losses[-10:].mean() < 0.5 * result.losses[:10].mean())
         True
     """
-    inputs, labels = jnp.asarray(inputs), jnp.asarray(labels)
-    if inputs.shape[0] != labels.shape[0]:
+    inputs, labels = jax.tree.map(jnp.asarray, inputs), jnp.asarray(labels)
+    size = num_rows(inputs)
+    if size != labels.shape[0]:
         raise ValueError(
-            f"inputs has {inputs.shape[0]} rows but labels has {labels.shape[0]}; give one "
-            "label per input"
+            f"inputs has {size} rows but labels has {labels.shape[0]}; give one label per input"
         )
-    if not 1 <= batch_size <= inputs.shape[0]:
-        raise ValueError(f"batch_size must lie in 1..{inputs.shape[0]}, got {batch_size}")
+    if not 1 <= batch_size <= size:
+        raise ValueError(f"batch_size must lie in 1..{size}, got {batch_size}")
     params, static = eqx.partition(model, trainable(model))
     opt_state = optimizer.init(params)
     params, state, losses = _run(
@@ -127,7 +128,7 @@ def train(
 
 @eqx.filter_jit
 def _run(params, static, state, opt_state, optimizer, inputs, labels, key, steps, batch_size, tau):
-    num_data = inputs.shape[0]
+    num_data = num_rows(inputs)
 
     def loss_fn(params, state, x, y, key):
         model = eqx.combine(params, static)
@@ -140,7 +141,7 @@ def _run(params, static, state, opt_state, optimizer, inputs, labels, key, steps
         batch_key, dropout_key = jax.random.split(step_key)
         rows = jax.random.choice(batch_key, num_data, (batch_size,), replace=False)
         (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            params, state, inputs[rows], labels[rows], dropout_key
+            params, state, jax.tree.map(lambda a: a[rows], inputs), labels[rows], dropout_key
         )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), state, opt_state), loss
