@@ -26,8 +26,30 @@ CHAINS = "chains"
 class ChainPlacement:
     """Where the chains of an MCMC run live: one device (``mesh=None``) or a mesh axis.
 
+    ``inference.mcmc.run(..., mesh=mesh)`` uses it; use it directly to run your own loop of a
+    kernel over many chains.
+
     Attributes:
         mesh: a mesh with an axis ``"chains"`` (other axes, if any, hold copies), or ``None``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from ppl import gen, normal, select
+        >>> from inference import mcmc
+        >>> from inference.sharding import make_mesh
+        >>> @gen
+        ... def model():
+        ...     return normal(normal(0.0, 1.0) @ "mu", 1.0) @ "y"
+        >>> kernel = mcmc.mh(model, select("mu"))
+        >>> placement = ChainPlacement(make_mesh(axis_names=("chains",)))
+        >>> chains = 4 * jax.device_count()
+        >>> traces = jax.vmap(lambda k: model.generate(k, {"y": 1.0}, ())[0])(
+        ...     jax.random.split(jax.random.key(0), chains))
+        >>> step = jax.jit(placement.map(jax.vmap(kernel.step)))
+        >>> keys = jax.random.split(jax.random.key(1), chains)
+        >>> traces, info = step(*placement.place((keys, traces)))
+        >>> info.acceptance_rate.sharding.spec
+        PartitionSpec('chains',)
     """
 
     mesh: Mesh | None = None

@@ -130,7 +130,9 @@ class IslandResampling(_Sharded):
         return particles, self._block(n) + ancestors, log_weights, any_island
 
 
-def population(axis_name: str, resampling: ResamplingScheme | Islands) -> tuple[Any, Any]:
+def population_for(
+    axis_name: str, resampling: ResamplingScheme | Islands
+) -> tuple[Any, ResamplingScheme]:
     """The population for ``resampling`` (a scheme: global; ``Islands``: per device), and
     the scheme to resample with."""
     if isinstance(resampling, Islands):

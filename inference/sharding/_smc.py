@@ -16,10 +16,11 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from inference.sharding._mesh import check_divisible
-from inference.sharding._populations import GlobalResampling, Islands, population
+from inference.sharding._populations import GlobalResampling, Islands, population_for
 from inference.smc._importance import as_observations, importance_weighted
 from inference.smc._particle_filter import ParticleFilterResult, _particle_filter
 from inference.smc._particles import WeightedParticles
+from inference.smc._population import Population
 from inference.smc._resampling import ResamplingScheme, systematic
 from ppl import GenerativeFunction
 
@@ -89,14 +90,33 @@ def importance_sampling(
 
 
 def _filter(
-    key, kernel, proposal, init_carry, observations, xs, num_particles, mesh, resampling, threshold
+    key: jax.Array,
+    kernel: GenerativeFunction,
+    proposal: GenerativeFunction | None,
+    init_carry: Any,
+    observations: Any,
+    xs: Any,
+    num_particles: int,
+    mesh: Mesh,
+    population: Population,
+    scheme: ResamplingScheme,
+    ess_threshold: float,
 ) -> ParticleFilterResult:
+    """The unsharded filter on each device's block, with ``population``'s collectives."""
     n = check_divisible(num_particles, mesh, PARTICLES, "num_particles")
-    population_, scheme = population(PARTICLES, resampling)
 
     def local(key, init_carry, observations, xs):
         return _particle_filter(
-            key, kernel, init_carry, observations, xs, n, proposal, scheme, threshold, population_
+            key,
+            kernel,
+            init_carry,
+            observations,
+            xs,
+            n,
+            proposal,
+            scheme,
+            ess_threshold,
+            population,
         )
 
     per_particle = P(None, PARTICLES)
@@ -183,7 +203,7 @@ def bootstrap_filter(
         xs,
         num_particles,
         mesh,
-        resampling,
+        *population_for(PARTICLES, resampling),
         ess_threshold,
     )
 
@@ -229,6 +249,6 @@ def guided_filter(
         xs,
         num_particles,
         mesh,
-        resampling,
+        *population_for(PARTICLES, resampling),
         ess_threshold,
     )

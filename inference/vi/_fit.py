@@ -230,6 +230,8 @@ def fit(
                 placement,
             )
             dynamic, opt_state, state, first_bad, bad_leaves = carry
+            dynamic = placement.place_parameters(dynamic)
+            opt_state = placement.place_optimizer_state(opt_state)
             chunk_losses = np.asarray(losses_on_device)[: min(chunk_size, steps - done)]
             if int(first_bad) >= 0:
                 loss = float(chunk_losses[int(first_bad) - done])
@@ -290,8 +292,7 @@ def _chunk(
         grads = placement.constrain_gradients(_trainable(grads, dynamic))
         ascent = jax.tree.map(jnp.negative, grads)
         updates, new_opt_state = optimizer.update(ascent, opt_state, dynamic)
-        new_opt_state = placement.constrain_optimizer_state(new_opt_state)
-        new_dynamic = placement.constrain_parameters(optax.apply_updates(dynamic, updates))
+        new_dynamic = optax.apply_updates(dynamic, updates)
         loss = -jnp.asarray(value).astype(loss_dtype)
         leaf_bad = jnp.stack(
             [
@@ -313,7 +314,11 @@ def _chunk(
 
     def step(carry, t):
         active = (t < end) & (carry[3] < 0)
-        return jax.lax.cond(active, run, skip, carry, t)
+        (dynamic, opt_state, *rest), loss = jax.lax.cond(active, run, skip, carry, t)
+        # The carry keeps one layout from step to step (parameters copied on every device).
+        dynamic = placement.constrain_parameters(dynamic)
+        opt_state = placement.constrain_optimizer_state(opt_state)
+        return (dynamic, opt_state, *rest), loss
 
     return jax.lax.scan(step, carry, start + jnp.arange(chunk_size, dtype=jnp.int32))
 
