@@ -49,7 +49,7 @@ class ChainPlacement:
         >>> keys = jax.random.split(jax.random.key(1), chains)
         >>> traces, info = step(*placement.place((keys, traces)))
         >>> info.acceptance_rate.sharding.spec
-        PartitionSpec('chains',)
+        P('chains',)
     """
 
     mesh: Mesh | None = None

@@ -111,7 +111,7 @@ def shard(tree: Any, mesh: Mesh, axis: str) -> Any:
         >>> mesh = make_mesh(axis_names=("chains",))
         >>> x = shard(jnp.zeros((4 * jax.device_count(), 3)), mesh, "chains")
         >>> x.sharding.spec
-        PartitionSpec('chains',)
+        P('chains',)
     """
     axis_size(mesh, axis)
     return _put(tree, NamedSharding(mesh, PartitionSpec(axis)))

@@ -72,7 +72,7 @@ def importance_sampling(
         >>> particles = importance_sampling(jax.random.key(0), model, {"y": 1.0},
         ...                                 num_particles=1000 * mesh.size, mesh=mesh)
         >>> particles.log_weights.sharding.spec
-        PartitionSpec('particles',)
+        P('particles',)
     """
     n = check_divisible(num_particles, mesh, PARTICLES, "num_particles")
     observations = as_observations(observations)
@@ -119,15 +119,17 @@ def _filter(
             population,
         )
 
-    per_particle = P(None, PARTICLES)
+    # The output specs: a ParticleFilterResult whose fields are PartitionSpecs (a pytree prefix).
+    per_particle: Any = P(None, PARTICLES)
+    everywhere: Any = P()
     specs = ParticleFilterResult(
-        particles=per_particle,  # type: ignore[arg-type]
+        particles=per_particle,
         log_weights=per_particle,
         ancestors=per_particle,
-        ess=P(),
-        resampled=P(),
+        ess=everywhere,
+        resampled=everywhere,
         final_carry=P(PARTICLES),
-        log_marginal_likelihood=P(),
+        log_marginal_likelihood=everywhere,
     )
     return jax.shard_map(local, mesh=mesh, in_specs=P(), out_specs=specs, check_vma=False)(
         key, init_carry, observations, xs
