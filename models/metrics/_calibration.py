@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -106,6 +107,11 @@ def expected_calibration_error(
     bins = EqualWidthBins() if bins is None else bins
     if not isinstance(bins, EqualWidthBins | EqualMassBins):
         raise TypeError(f"bins is {bins!r}; give EqualWidthBins(count) or EqualMassBins(count)")
+    return _expected_calibration_error(probs, labels, bins)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _expected_calibration_error(probs, labels, bins):
     confidences = jnp.max(probs, axis=-1)
     correct = (jnp.argmax(probs, axis=-1) == labels).astype(probs.dtype)
     index = bins.assign(confidences)

@@ -29,6 +29,11 @@ def accuracy(probs: jax.Array, labels: jax.Array) -> jax.Array:
     """
     probs = check_probabilities(probs)
     labels = check_labels(labels, *probs.shape)
+    return _accuracy(probs, labels)
+
+
+@jax.jit
+def _accuracy(probs, labels):
     return jnp.mean(jnp.argmax(probs, -1) == labels)
 
 
@@ -57,6 +62,11 @@ def negative_log_likelihood(probs: jax.Array, labels: jax.Array) -> jax.Array:
     """
     probs = check_probabilities(probs)
     labels = check_labels(labels, *probs.shape)
+    return _negative_log_likelihood(probs, labels)
+
+
+@jax.jit
+def _negative_log_likelihood(probs, labels):
     tiny = jnp.finfo(probs.dtype).tiny
     picked = jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
     return -jnp.mean(jnp.log(jnp.maximum(picked, tiny)))
@@ -87,5 +97,10 @@ def brier_score(probs: jax.Array, labels: jax.Array) -> jax.Array:
     """
     probs = check_probabilities(probs)
     labels = check_labels(labels, *probs.shape)
+    return _brier_score(probs, labels)
+
+
+@jax.jit
+def _brier_score(probs, labels):
     one_hot = jax.nn.one_hot(labels, probs.shape[1], dtype=probs.dtype)
     return jnp.mean(jnp.sum((probs - one_hot) ** 2, axis=-1))

@@ -38,6 +38,11 @@ def ood_auroc(in_scores: jax.Array, out_scores: jax.Array) -> jax.Array:
     """
     in_scores = check_scores(in_scores, "in_scores")
     out_scores = check_scores(out_scores, "out_scores")
+    return _ood_auroc(in_scores, out_scores)
+
+
+@jax.jit
+def _ood_auroc(in_scores, out_scores):
     n_in, n_out = in_scores.shape[0], out_scores.shape[0]
     pooled = jnp.sort(jnp.concatenate([in_scores, out_scores]))
     below = jnp.searchsorted(pooled, out_scores, side="left")
@@ -73,6 +78,11 @@ def ood_auprc(in_scores: jax.Array, out_scores: jax.Array) -> jax.Array:
     """
     in_scores = check_scores(in_scores, "in_scores")
     out_scores = check_scores(out_scores, "out_scores")
+    return _ood_auprc(in_scores, out_scores)
+
+
+@jax.jit
+def _ood_auprc(in_scores, out_scores):
     scores = jnp.concatenate([in_scores, out_scores])
     positive = jnp.concatenate([jnp.zeros(in_scores.shape[0]), jnp.ones(out_scores.shape[0])])
     order = jnp.argsort(-scores, stable=True)

@@ -28,7 +28,11 @@ def predictive_entropy(probs: jax.Array) -> jax.Array:
         >>> predictive_entropy(jnp.array([[1.0, 0.0], [0.5, 0.5]]))
         Array([0.        , 0.6931472], dtype=float32)
     """
-    probs = check_probabilities(probs)
+    return _entropy(check_probabilities(probs))
+
+
+@jax.jit
+def _entropy(probs):
     return -jnp.sum(jnp.where(probs > 0, probs * jnp.log(jnp.where(probs > 0, probs, 1)), 0), -1)
 
 

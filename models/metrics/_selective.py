@@ -61,6 +61,11 @@ def accuracy_coverage_curve(
             f"uncertainty has {uncertainty.shape[0]} scores for {probs.shape[0]} examples; "
             "give one score per example"
         )
+    return _accuracy_coverage_curve(probs, labels, uncertainty)
+
+
+@jax.jit
+def _accuracy_coverage_curve(probs, labels, uncertainty):
     correct = (jnp.argmax(probs, -1) == labels).astype(probs.dtype)
     kept = jnp.arange(1, probs.shape[0] + 1, dtype=probs.dtype)
     running = jnp.cumsum(correct[jnp.argsort(uncertainty, stable=True)])

@@ -7,6 +7,7 @@ turns distance from the training data into predictive variance.
 
 from models.sngp._classifier import SNGPClassifier as SNGPClassifier
 from models.sngp._laplace import LaplacePrecision as LaplacePrecision
+from models.sngp._laplace import LowRankCovariance as LowRankCovariance
 from models.sngp._laplace import likelihood_curvature as likelihood_curvature
 from models.sngp._laplace import predictive_variance as predictive_variance
 from models.sngp._mean_field import mean_field_logits as mean_field_logits

@@ -10,7 +10,7 @@ import equinox as eqx
 import jax
 
 from models.sngp._classifier import SNGPClassifier
-from models.sngp._laplace import LaplacePrecision, predictive_variance
+from models.sngp._laplace import LaplacePrecision, LowRankCovariance, predictive_variance
 from models.sngp._mean_field import mean_field_logits
 from models.training._batch import apply_to_batch, num_rows
 
@@ -85,7 +85,10 @@ class Prediction:
 
 
 def predict(
-    model: SNGPClassifier | Any, state: eqx.nn.State, covariance: jax.Array, inputs: jax.Array
+    model: SNGPClassifier | Any,
+    state: eqx.nn.State,
+    covariance: jax.Array | LowRankCovariance,
+    inputs: jax.Array,
 ) -> Prediction:
     """Posterior-mean logits and their variance for a batch, in inference mode.
 
@@ -93,7 +96,8 @@ def predict(
         model: a trained ``SNGPClassifier`` (or ``GNNSNGPClassifier``).
         state: its state.
         covariance: ``[D, D]`` the output weights' posterior covariance
-            (``fit_laplace(...).covariance()``).
+            (``fit_laplace(...).covariance()``), or a ``LowRankCovariance``
+            (``fit_laplace(...).low_rank_covariance(rank)``), cheaper by a factor ``D/rank``.
         inputs: ``[N, ...]`` examples (or a pytree of arrays with a common leading axis).
 
     Returns:
@@ -110,9 +114,10 @@ def predict(
         >>> bool(prediction.variance[1] > 10 * prediction.variance[0])  # far from the data
         True
     """
-    if covariance.shape != (model.head.num_features,) * 2:
+    shape = covariance.basis.shape[:1] * 2 if isinstance(covariance, LowRankCovariance) else None
+    if (shape or covariance.shape) != (model.head.num_features,) * 2:
         raise ValueError(
-            f"covariance has shape {covariance.shape}; the model has "
+            f"covariance has shape {shape or covariance.shape}; the model has "
             f"{model.head.num_features} random features, so give "
             f"[{model.head.num_features}, {model.head.num_features}]"
         )
@@ -122,4 +127,6 @@ def predict(
 @eqx.filter_jit
 def _predict(model, state, covariance, inputs):
     features, logits = _features_and_logits(model, state, inputs)
+    if isinstance(covariance, LowRankCovariance):
+        return Prediction(logits, covariance.variance(features))
     return Prediction(logits, predictive_variance(covariance, features))

@@ -187,12 +187,33 @@ def test_momentum_updates_track_the_full_data_precision():
     np.testing.assert_allclose(tracked.data_precision, exact.data_precision, rtol=0.02, atol=0.02)
 
 
+def test_the_low_rank_covariance_over_estimates_within_its_bound():
+    decay = 0.7 ** jnp.arange(24.0)  # a data term with a decaying spectrum
+    features = jax.random.normal(jax.random.key(0), (300, 24)) * decay[None]
+    precision = sngp.LaplacePrecision.init(24).update(features, jnp.zeros((300, 1)))
+    test = jax.random.normal(jax.random.key(1), (50, 24))
+    exact = sngp.predictive_variance(precision.covariance(), test)
+    norms = jnp.sum(test**2, 1)
+    gaps = []
+    for rank in (2, 6, 12):
+        low_rank = precision.low_rank_covariance(rank)
+        gap = low_rank.variance(test) - exact
+        assert float(gap.min()) > -1e-4  # never under-estimates
+        assert jnp.all(gap <= low_rank.error_bound * norms + 1e-4)
+        gaps.append(float(gap.max()))
+    assert gaps[0] > gaps[1] > gaps[2]
+    full = precision.low_rank_covariance(24)
+    np.testing.assert_allclose(full.variance(test), exact, rtol=1e-3, atol=1e-5)
+
+
 def test_covariance_before_any_data_is_an_error_that_says_what_to_do():
     empty = sngp.LaplacePrecision.init(4)
     with pytest.raises(ValueError, match=r"no data accumulated.*fit_laplace"):
         empty.covariance()
     with pytest.raises(Exception, match="no data accumulated"):
         jax.block_until_ready(jax.jit(lambda p: p.covariance())(empty))
+    with pytest.raises(ValueError, match="no data accumulated"):
+        empty.low_rank_covariance(2)
 
 
 def test_precision_rejects_mismatched_feature_dimensions():
