@@ -108,8 +108,8 @@ def run(
         mesh: a mesh with an axis ``"chains"`` (``inference.sharding.make_mesh``): the
             chains are split across its devices, each device running its block of chains
             (``jax.shard_map``); ``num_chains`` must be a multiple of the axis size. Each
-            chain runs with the key it has without a mesh (docs/scaling.md says which
-            results are then bit-identical).
+            chain runs with the key it has without a mesh (docs/scaling.md says when the
+            draws are then bit-identical).
 
     Returns:
         An arviz ``DataTree`` with groups posterior (one variable per latent address, dims

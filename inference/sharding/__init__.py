@@ -2,10 +2,11 @@
 
 A mesh (``make_mesh``) names axes of devices: MCMC chains are split along ``"chains"``
 (``inference.mcmc.run(..., mesh=mesh)``), SMC particles along ``"particles"``
-(``importance_sampling``, ``bootstrap_filter``, ``guided_filter`` here), and data batches
-along ``"data"`` (``inference.vi.fit(..., sharding=DataParallel(mesh))``). The same code runs
-on one device, on simulated CPU devices, on accelerators, and on a global mesh of several
-processes after ``jax.distributed.initialize``.
+(``importance_sampling``, ``bootstrap_filter``, ``guided_filter`` and ``tempered_smc``
+here), and data batches along ``"data"`` (``inference.vi.fit(...,
+sharding=DataParallel(mesh))``). The same code runs on one device, on simulated CPU devices,
+on accelerators, and on a global mesh of several processes after
+``jax.distributed.initialize``.
 """
 
 from inference.sharding._chains import ChainPlacement as ChainPlacement
@@ -21,3 +22,4 @@ from inference.sharding._populations import Islands as Islands
 from inference.sharding._smc import bootstrap_filter as bootstrap_filter
 from inference.sharding._smc import guided_filter as guided_filter
 from inference.sharding._smc import importance_sampling as importance_sampling
+from inference.sharding._smc import tempered_smc as tempered_smc

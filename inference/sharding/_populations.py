@@ -8,9 +8,9 @@ resampling:
 
 * ``GlobalResampling``: the decision uses the global ESS; when it resamples, every device
   gathers the ``N`` log weights and the ``N`` particles (``all_gather``) and draws the same
-  ``N`` ancestors as the unsharded scheme, keeping its own block of them. Ancestors, particles
-  and weights are then exactly those of the unsharded filter. Steps without resampling
-  communicate two scalars.
+  ``N`` ancestors as the unsharded scheme from the same weights, keeping its own block of
+  them, so the filter stays the unsharded one. Steps without resampling communicate two
+  scalars.
 * ``IslandResampling``: each device is an island that resamples its own ``n`` particles when
   its own ESS is below ``ess_threshold * n`` and sets their weights to the island's log mean
   weight, so the sum of all weights, hence the estimate of the marginal likelihood, is kept

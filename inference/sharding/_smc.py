@@ -1,4 +1,4 @@
-"""Importance sampling and particle filters with the particles split along ``"particles"``.
+"""IS, particle filters and tempered SMC with the particles split along ``"particles"``.
 
 Each function takes the arguments of its ``inference.smc`` namesake plus a ``mesh`` with an
 axis ``"particles"``, runs the unsharded algorithm on every device's block of particles inside
@@ -22,6 +22,12 @@ from inference.smc._particle_filter import ParticleFilterResult, _particle_filte
 from inference.smc._particles import WeightedParticles
 from inference.smc._population import Population
 from inference.smc._resampling import ResamplingScheme, systematic
+from inference.smc._tempering import (
+    Rejuvenation,
+    TemperedSMCResult,
+    _check_schedule,
+    _tempered_smc,
+)
 from ppl import GenerativeFunction
 
 PARTICLES = "particles"
@@ -41,8 +47,10 @@ def importance_sampling(
 ) -> WeightedParticles:
     """``inference.smc.importance_sampling`` with the particles split across ``mesh``.
 
-    Particle ``i`` uses the key it has on one device, so every trace and log weight is the
-    unsharded one; ``log_marginal_likelihood`` reduces across devices.
+    Particle ``i`` uses the key it has on one device, so its trace and log weight are the
+    unsharded ones (bit for bit where its arithmetic compiles alike for ``N / R`` and for
+    ``N`` particles; see docs/scaling.md); ``log_marginal_likelihood`` reduces across
+    devices and agrees to float rounding.
 
     Args:
         key: a PRNG key.
@@ -151,10 +159,11 @@ def bootstrap_filter(
     """``inference.smc.bootstrap_filter`` with the particles split across ``mesh``.
 
     With a resampling scheme, resampling is global (the decision uses the ESS of all ``N``
-    particles, and ancestors are drawn among all of them): particles, log weights, ancestors
-    and ``resampled`` are the unsharded filter's, while ``ess`` and
-    ``log_marginal_likelihood`` (sums across devices) agree with it to float rounding. With
-    ``Islands(scheme)`` each device resamples its own particles.
+    particles, and ancestors are drawn among all of them with the unsharded scheme):
+    particles, log weights, ancestors and ``resampled`` are the unsharded filter's (bit for
+    bit where each particle's arithmetic compiles alike; see docs/scaling.md), while ``ess``
+    and ``log_marginal_likelihood`` (sums across devices) agree with it to float rounding.
+    With ``Islands(scheme)`` each device resamples its own particles.
 
     Args:
         key: a PRNG key.
@@ -253,4 +262,93 @@ def guided_filter(
         mesh,
         *population_for(PARTICLES, resampling),
         ess_threshold,
+    )
+
+
+def tempered_smc(
+    key: jax.Array,
+    model: GenerativeFunction,
+    observations: Any,
+    rejuvenation: Rejuvenation,
+    *,
+    schedule: Any,
+    num_particles: int,
+    mesh: Mesh,
+    args: tuple = (),
+    num_mcmc_steps: int = 1,
+    resampling: ResamplingScheme | Islands = systematic,
+    ess_threshold: float = 0.5,
+) -> TemperedSMCResult:
+    """``inference.smc.tempered_smc`` with the particles split across ``mesh``.
+
+    Reweighting and MCMC rejuvenation are per particle, with each particle's unsharded keys;
+    the ESS and resampling are global as in ``bootstrap_filter`` (sharded), or per device
+    with ``Islands(scheme)``. With global resampling the particles and log weights are the
+    unsharded sampler's up to float rounding (bit for bit where each particle's arithmetic
+    compiles alike), and ``ess`` and the evidence agree with it to float rounding.
+
+    Args:
+        key: a PRNG key.
+        model: the generative function.
+        observations: a dict/``ChoiceMap`` of observed values; their sites are tempered.
+        rejuvenation: a function from the tempered target to an ``inference.mcmc.Kernel``.
+        schedule: ``(K + 1,)`` non-decreasing inverse temperatures ending at 1.
+        num_particles: ``N``, a multiple of the size of the mesh axis ``"particles"``.
+        mesh: a mesh with an axis ``"particles"``.
+        args: the model's arguments.
+        num_mcmc_steps: MCMC steps per tempering step.
+        resampling: a resampling scheme (global resampling) or ``Islands(scheme)``.
+        ess_threshold: resample when ``ESS < ess_threshold * N`` (per island: ``* N / R``).
+
+    Returns:
+        A ``TemperedSMCResult`` whose particles are split along ``"particles"`` (and the
+        rejuvenation info along its axis 1).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from ppl import gen, normal, select
+        >>> from inference import mcmc
+        >>> from inference.sharding import make_mesh
+        >>> @gen
+        ... def model():
+        ...     return normal(normal(0.0, 1.0) @ "mu", 0.5) @ "y"
+        >>> mesh = make_mesh(axis_names=("particles",))
+        >>> result = tempered_smc(jax.random.key(0), model, {"y": 1.0},
+        ...                       lambda target: mcmc.mh(target, select("mu")),
+        ...                       schedule=jnp.linspace(0.0, 1.0, 6),
+        ...                       num_particles=256 * mesh.size, mesh=mesh)
+        >>> result.particles.log_weights.sharding.spec
+        P('particles',)
+    """
+    n = check_divisible(num_particles, mesh, PARTICLES, "num_particles")
+    schedule = _check_schedule(schedule)
+    population, scheme = population_for(PARTICLES, resampling)
+    observations = as_observations(observations)
+
+    def local(key, observations, schedule, args):
+        return _tempered_smc(
+            key,
+            model,
+            observations,
+            rejuvenation,
+            schedule,
+            n,
+            args,
+            num_mcmc_steps,
+            scheme,
+            ess_threshold,
+            population,
+        )
+
+    everywhere: Any = P()
+    specs = TemperedSMCResult(
+        particles=P(PARTICLES),  # type: ignore[arg-type]
+        schedule=everywhere,
+        ess=everywhere,
+        resampled=everywhere,
+        rejuvenation_info=P(None, PARTICLES),
+        num_steps=everywhere,
+    )
+    return jax.shard_map(local, mesh=mesh, in_specs=P(), out_specs=specs, check_vma=False)(
+        key, observations, schedule, args
     )

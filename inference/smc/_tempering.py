@@ -27,11 +27,11 @@ import numpy as np
 
 from inference.smc._importance import as_observations
 from inference.smc._particles import WeightedParticles
+from inference.smc._population import UNSHARDED, Population
 from inference.smc._resampling import (
     ResamplingScheme,
     check_ess_threshold,
     effective_sample_size,
-    resample_where,
     systematic,
 )
 from inference.smc._tempered_target import Tempered
@@ -84,9 +84,10 @@ class _Sampler:
     num_particles: int
     num_mcmc_steps: int
     resampling: ResamplingScheme
+    population: Population = UNSHARDED  # the particles held here, of all (see _population)
 
     def init(self, key: jax.Array, observations: Any, args: tuple, beta: Any) -> tuple:
-        keys = jax.random.split(key, self.num_particles)
+        keys = self.population.keys(key, self.num_particles)
         traces, log_weights = jax.vmap(
             lambda k: self.target.generate(k, observations, (beta, *args))
         )(keys)
@@ -106,17 +107,15 @@ class _Sampler:
             new, weight, _ = self.target.update(key, trace, None, (beta, *trace.args[1:]))
             return new, weight
 
-        traces, increments = jax.vmap(reweight)(jax.random.split(reweight_key, n), traces)
+        traces, increments = jax.vmap(reweight)(self.population.keys(reweight_key, n), traces)
         log_weights = log_weights + increments
-        ess = effective_sample_size(log_weights)
-        resampled = ess < threshold * n
-        ancestors, log_weights = resample_where(
-            resample_key, log_weights, resampled, self.resampling
+        ess = self.population.effective_sample_size(log_weights)
+        traces, _, log_weights, resampled = self.population.resample(
+            resample_key, log_weights, traces, jnp.asarray(True), threshold, self.resampling
         )
-        traces = jax.tree.map(lambda leaf: leaf[ancestors], traces)
 
         def move(traces, key):
-            return jax.vmap(self.kernel.step)(jax.random.split(key, n), traces)
+            return jax.vmap(self.kernel.step)(self.population.keys(key, n), traces)
 
         traces, infos = jax.lax.scan(move, traces, jax.random.split(move_key, self.num_mcmc_steps))
         info = jax.tree.map(lambda x: x[-1], infos)
@@ -130,6 +129,7 @@ def _sampler(
     num_particles: int,
     num_mcmc_steps: int,
     resampling: ResamplingScheme,
+    population: Population = UNSHARDED,
 ) -> tuple[_Sampler, Any]:
     observations = as_observations(observations)
     if observations.is_empty():
@@ -144,7 +144,8 @@ def _sampler(
             f"(e.g. lambda target: mcmc.mh(target, select('mu'))); it returned "
             f"{type(kernel).__name__}"
         )
-    return _Sampler(target, kernel, num_particles, num_mcmc_steps, resampling), observations
+    sampler = _Sampler(target, kernel, num_particles, num_mcmc_steps, resampling, population)
+    return sampler, observations
 
 
 def _check_schedule(schedule: Any) -> jax.Array:
@@ -226,10 +227,38 @@ def tempered_smc(
         >>> bool(abs(result.log_marginal_likelihood - exact) < 0.05)
         True
     """
+    return _tempered_smc(
+        key,
+        model,
+        observations,
+        rejuvenation,
+        schedule,
+        num_particles,
+        args,
+        num_mcmc_steps,
+        resampling,
+        ess_threshold,
+    )
+
+
+def _tempered_smc(
+    key: jax.Array,
+    model: GenerativeFunction,
+    observations: Any,
+    rejuvenation: Rejuvenation,
+    schedule: Any,
+    num_particles: int,
+    args: tuple,
+    num_mcmc_steps: int,
+    resampling: ResamplingScheme,
+    ess_threshold: float,
+    population: Population = UNSHARDED,
+) -> TemperedSMCResult:
+    """``tempered_smc`` on the ``num_particles`` particles held here, of ``population``."""
     check_ess_threshold(ess_threshold)
     schedule = _check_schedule(schedule)
     sampler, observations = _sampler(
-        model, observations, rejuvenation, num_particles, num_mcmc_steps, resampling
+        model, observations, rejuvenation, num_particles, num_mcmc_steps, resampling, population
     )
     init_key, steps_key = jax.random.split(key)
     traces, log_weights = sampler.init(init_key, observations, args, schedule[0])

@@ -12,6 +12,7 @@ def test_sharded_chains_are_the_unsharded_chains():
     # A kernel with given parameters (here NUTS, a dynamic-length kernel) gives bit-identical
     # draws: every chain runs the same program with the same key as on one device.
     assert result["nuts_fixed_identical"]
+    assert result["nuts_fixed_resumed_identical"]  # checkpointed, interrupted, resumed
     assert abs(result["nuts_fixed_single_z"]) < Z_LIMIT
     # Window adaptation rounds differently when compiled for 8 devices and the chains amplify
     # it, so the adapted run is checked against the exact posterior mean instead.

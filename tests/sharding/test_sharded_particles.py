@@ -25,6 +25,15 @@ def test_sharded_particles_are_the_unsharded_particles():
     assert result["filter_ess_relative"] < 1e-5
     assert result["filter_lml_difference"] < 1e-4
     assert result["smoothing_difference"] < 1e-4
+    # Tempered SMC: reweighting and MH rejuvenation per particle, global resampling. Each
+    # particle's likelihood sums over a plate, which another per-device particle count may
+    # vectorise differently: agreement to rounding, not bit for bit.
+    assert result["tempered_resampled_identical"] and result["tempered_resampling_steps"] >= 1
+    assert result["tempered_log_weights_relative"] < 1e-5
+    assert result["tempered_mu_difference"] < 1e-5
+    assert result["tempered_ess_relative"] < 1e-5
+    assert result["tempered_lml_difference"] < 1e-4
+    assert result["tempered_spec"] == "P('particles',)"
     assert result["is_log_weights_identical"] and result["is_spec"] == "P('particles',)"
     assert result["is_lml_difference"] < 1e-4
     # The collectives alone, on weights spread over 30 nats with -inf entries.

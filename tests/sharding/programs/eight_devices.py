@@ -7,6 +7,7 @@ only some of the parts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -82,6 +83,45 @@ def mcmc_checks() -> dict:
     single, out["nuts_fixed_single_z"] = run(fixed, None)
     sharded, out["nuts_fixed_sharded_z"] = run(fixed, mesh)
     out["nuts_fixed_identical"] = bool(np.array_equal(single, sharded))
+    # A sharded run interrupted after its first chunk resumes from the checkpoint to the same
+    # draws (the compiled programs are cached, so this costs no compilation).
+    import tempfile
+
+    from inference.mcmc import _run
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/run.ckpt"
+
+        def interrupt(done):
+            if done == 1:
+                raise KeyboardInterrupt
+
+        _run._after_chunk = interrupt
+        with contextlib.suppress(KeyboardInterrupt):
+            mcmc.run(
+                location,
+                {"ys": YS},
+                jax.random.key(0),
+                kernel=fixed,
+                mesh=mesh,
+                checkpoint=path,
+                progress_bar=False,
+                **settings,
+            )
+        _run._after_chunk = lambda done: None
+        resumed = mcmc.run(
+            location,
+            {"ys": YS},
+            jax.random.key(0),
+            kernel=fixed,
+            mesh=mesh,
+            checkpoint=path,
+            progress_bar=False,
+            **settings,
+        )
+    out["nuts_fixed_resumed_identical"] = bool(
+        np.array_equal(np.asarray(resumed.posterior["mu"]), sharded)
+    )
     # Window adaptation (kernel=None) rounds differently when compiled for 8 devices, and the
     # chains amplify it; the sharded run must still sample the posterior.
     _, out["nuts_adapted_sharded_z"] = run(None, mesh)
@@ -125,6 +165,8 @@ class ForgetfulIslands(_populations.IslandResampling):
 
 
 def smc_checks() -> dict:
+    from inference import mcmc
+
     mesh = sharding.make_mesh(axis_names=("particles",))
     ys = 2.0 * jnp.sin(jnp.arange(20.0) / 3.0)
     n = 1024
@@ -159,6 +201,46 @@ def smc_checks() -> dict:
     # The smoother's genealogy follows ancestors across devices.
     smoothing = jax.jit(lambda result: result.smoothing_mean(lambda c: c["z"]))
     out["smoothing_difference"] = float(jnp.max(jnp.abs(smoothing(a) - smoothing(b))))
+
+    # Tempered SMC with MH rejuvenation, on the conjugate location model.
+    def tempered(sharded_run):
+        run = sharding.tempered_smc if sharded_run else smc.tempered_smc
+        extra = {"mesh": mesh} if sharded_run else {}
+        return jax.jit(
+            lambda key: run(
+                key,
+                location,
+                {"ys": YS},
+                lambda target: mcmc.mh(target, select("mu")),
+                schedule=jnp.linspace(0.0, 1.0, 6),
+                num_particles=n,
+                num_mcmc_steps=2,
+                **extra,
+            )
+        )(jax.random.key(5))
+
+    single_t, sharded_t = tempered(False), tempered(True)
+    # Each particle's log likelihood sums over the plate of 4 observations; with 128 instead
+    # of 1024 particles per program that sum may be vectorised differently: rounding level.
+    out["tempered_log_weights_relative"] = max_relative(
+        single_t.particles.log_weights, sharded_t.particles.log_weights
+    )
+    out["tempered_mu_difference"] = float(
+        np.max(
+            np.abs(
+                single_t.particles.traces.choices["mu"] - sharded_t.particles.traces.choices["mu"]
+            )
+        )
+    )
+    out["tempered_resampled_identical"] = bool(
+        np.array_equal(single_t.resampled, sharded_t.resampled)
+    )
+    out["tempered_resampling_steps"] = int(np.sum(single_t.resampled))
+    out["tempered_ess_relative"] = max_relative(single_t.ess, sharded_t.ess)
+    out["tempered_lml_difference"] = float(
+        abs(single_t.log_marginal_likelihood - sharded_t.log_marginal_likelihood)
+    )
+    out["tempered_spec"] = spec(sharded_t.particles.traces.choices["mu"])
 
     # Importance sampling, and the collectives on their own.
     single_is = smc.importance_sampling(
