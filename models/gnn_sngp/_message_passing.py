@@ -69,9 +69,11 @@ class MessagePassingLayer(eqx.Module):
     def __init__(self, width: int, norm_bound: float | None, *, key: jax.Array):
         layer_key, norm_key = jax.random.split(key)
         linear = eqx.nn.Linear(2 * width, width, key=layer_key)
-        if norm_bound is not None:
-            linear = SpectralNormalization(linear, norm_bound, key=norm_key)
-        self.linear = linear
+        self.linear = (
+            linear
+            if norm_bound is None
+            else SpectralNormalization(linear, norm_bound, key=norm_key)
+        )
 
     def __call__(
         self, h: jax.Array, graph: Graph, state: eqx.nn.State
@@ -80,7 +82,9 @@ class MessagePassingLayer(eqx.Module):
         joined = jnp.concatenate([h, mean_neighbours(h, graph)], axis=1)
         if isinstance(self.linear, SpectralNormalization):
             weight, state = self.linear.normalized_weight(state)
-            update = joined @ weight.T + self.linear.linear.bias[None]
+            update = joined @ weight.T
+            if self.linear.linear.bias is not None:
+                update = update + self.linear.linear.bias[None]
         else:
             update = jax.vmap(self.linear)(joined)
         mask = graph.node_mask.astype(h.dtype)[:, None]

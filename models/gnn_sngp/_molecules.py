@@ -79,8 +79,8 @@ def _molecule(rng, scaffold: str, count: int):
     free = list(rng.permutation(ring_size))
     for _ in range(count):
         name = names[rng.choice(len(names), p=probabilities / probabilities.sum())]
-        group_atoms, group_bonds = SUBSTITUENTS[name]
-        group_atoms = ["Cl"] if group_atoms == "Cl" else list(group_atoms)
+        spelled, group_bonds = SUBSTITUENTS[name]
+        group_atoms = ["Cl"] if spelled == "Cl" else list(spelled)
         # on a free ring atom, or (when the ring is full) on a carbon of an earlier group
         carbons = [i for i in range(ring_size, len(atoms)) if atoms[i] == "C"]
         if free:

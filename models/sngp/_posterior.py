@@ -114,10 +114,13 @@ def predict(
         >>> bool(prediction.variance[1] > 10 * prediction.variance[0])  # far from the data
         True
     """
-    shape = covariance.basis.shape[:1] * 2 if isinstance(covariance, LowRankCovariance) else None
-    if (shape or covariance.shape) != (model.head.num_features,) * 2:
+    if isinstance(covariance, LowRankCovariance):
+        shape = covariance.basis.shape[:1] * 2
+    else:
+        shape = covariance.shape
+    if shape != (model.head.num_features,) * 2:
         raise ValueError(
-            f"covariance has shape {shape or covariance.shape}; the model has "
+            f"covariance has shape {shape}; the model has "
             f"{model.head.num_features} random features, so give "
             f"[{model.head.num_features}, {model.head.num_features}]"
         )

@@ -60,12 +60,14 @@ class ResidualNetwork(eqx.Module):
     ):
         keys = jax.random.split(key, 2 * depth + 1)
         self.projection = Fixed(jax.random.normal(keys[0], (width, in_features)) / math.sqrt(width))
-        blocks = []
+        blocks: list[eqx.nn.Linear | SpectralNormalization] = []
         for layer_key, norm_key in zip(keys[1::2], keys[2::2], strict=True):
             linear = eqx.nn.Linear(width, width, key=layer_key)
-            if norm_bound is not None:
-                linear = SpectralNormalization(linear, norm_bound, key=norm_key)
-            blocks.append(linear)
+            blocks.append(
+                linear
+                if norm_bound is None
+                else SpectralNormalization(linear, norm_bound, key=norm_key)
+            )
         self.blocks = tuple(blocks)
         self.dropout = eqx.nn.Dropout(dropout_rate)
 

@@ -63,10 +63,11 @@ def num_rows(inputs: Any) -> int:
         >>> num_rows({"nodes": jnp.zeros((4, 3, 2)), "mask": jnp.zeros((4, 3))})
         4
     """
-    sizes = {leaf.shape[0] if leaf.ndim else None for leaf in jax.tree.leaves(inputs)}
-    if len(sizes) != 1 or None in sizes:
+    sizes = {leaf.shape[0] if leaf.ndim else -1 for leaf in jax.tree.leaves(inputs)}
+    if len(sizes) != 1 or -1 in sizes:
+        shown = sorted("a scalar" if size == -1 else str(size) for size in sizes)
         raise ValueError(
-            f"the input arrays need one common leading axis (the examples); their leading "
-            f"sizes are {sorted(sizes, key=str)}"
+            "the input arrays need one common leading axis (the examples); their leading "
+            f"sizes are {shown}"
         )
     return sizes.pop()
