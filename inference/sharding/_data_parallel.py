@@ -22,7 +22,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from inference.sharding._mesh import axis_size, check_divisible
+from inference.sharding._mesh import axis_size, check_divisible, put
 
 DATA = "data"
 """The mesh axis that batches are split along."""
@@ -106,13 +106,13 @@ class DataParallel(SingleDevice):
     def place_data(self, data: Any) -> Any:
         rows = jax.tree.leaves(data)[0].shape[0]
         split = rows % axis_size(self.mesh, DATA) == 0
-        return jax.device_put(data, self._rows(data) if split else self._copies(data))
+        return put(data, self._rows(data) if split else self._copies(data))
 
     def place_parameters(self, parameters: Any) -> Any:
-        return jax.device_put(parameters, self._copies(parameters))
+        return put(parameters, self._copies(parameters))
 
     def place_optimizer_state(self, state: Any) -> Any:
-        return jax.device_put(state, self._copies(state))
+        return put(state, self._copies(state))
 
     def constrain_batch(self, batch: Any) -> Any:
         return jax.lax.with_sharding_constraint(batch, self._rows(batch))
@@ -153,7 +153,7 @@ class ShardedWeightUpdate(DataParallel):
         return jax.tree.map(spec, tree)
 
     def place_optimizer_state(self, state: Any) -> Any:
-        return jax.device_put(state, self._split(state))
+        return put(state, self._split(state))
 
     def constrain_gradients(self, gradients: Any) -> Any:
         return jax.lax.with_sharding_constraint(gradients, self._split(gradients))

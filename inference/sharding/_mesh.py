@@ -114,7 +114,7 @@ def shard(tree: Any, mesh: Mesh, axis: str) -> Any:
         P('chains',)
     """
     axis_size(mesh, axis)
-    return _put(tree, NamedSharding(mesh, PartitionSpec(axis)))
+    return put(tree, NamedSharding(mesh, PartitionSpec(axis)))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
@@ -126,28 +126,31 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
         >>> x.sharding.is_fully_replicated
         True
     """
-    return _put(tree, NamedSharding(mesh, PartitionSpec()))
+    return put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
-def _put(tree: Any, sharding: NamedSharding) -> Any:
-    """``jax.device_put``, also for process-local values onto a mesh spanning processes.
+def put(tree: Any, shardings: Any) -> Any:
+    """``jax.device_put(tree, shardings)``, also for process-local values onto a mesh that
+    spans processes (``shardings``: one sharding, or a pytree of them like ``tree``).
 
     There, each process builds its own shards from its copy of the value
     (``jax.make_array_from_callback``); PRNG key arrays go through their key data.
     """
-    if sharding.is_fully_addressable:
-        return jax.device_put(tree, sharding)
+    if isinstance(shardings, jax.sharding.Sharding):
+        shardings = jax.tree.map(lambda _: shardings, tree)
 
-    def put(leaf: Any) -> Any:
-        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-            return jax.device_put(leaf, sharding)  # already a global array
+    def one(leaf: Any, sharding: jax.sharding.Sharding) -> Any:
+        if sharding.is_fully_addressable or (
+            isinstance(leaf, jax.Array) and not leaf.is_fully_addressable
+        ):
+            return jax.device_put(leaf, sharding)  # within one process, or already global
         if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            data = put(jax.random.key_data(leaf))
+            data = one(jax.random.key_data(leaf), sharding)
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
         host = np.asarray(leaf)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
-    return jax.tree.map(put, tree)
+    return jax.tree.map(one, tree, shardings)
 
 
 def gather(tree: Any) -> Any:
