@@ -2,16 +2,20 @@
 
 (a) Training: the time of one step of ``models.training.train`` (forward, backward, Adam; a
     batch of 128) for the deterministic residual network and for SNGP (the same network with
-    spectral normalization and a random-feature GP output layer), measured as the time of a
-    second, already compiled run of ``steps`` steps divided by ``steps``.
+    spectral normalization and a random-feature GP output layer): the time of an already
+    compiled run of ``steps`` steps divided by ``steps``.
 (b) Prediction: examples per second of the jitted predictive of a batch of 1,024 — the
     deterministic softmax, SNGP's posterior-mean logits alone, and SNGP's mean and variance
     (``sngp.predict``, the ``[D, D]`` covariance quadratic form), and the same with the
-    rank-64 covariance (``LaplacePrecision.low_rank_covariance``) — median of repeated calls.
+    rank-64 covariance (``LaplacePrecision.low_rank_covariance``).
     The ratio to the deterministic network is the overhead; the target is ≤ 1.3× for the
     mean and variance.
 (c) The digits table of ``examples/sngp_digits.py`` (accuracy, ECE, NLL and OOD AUROC over
     seeds for every model).
+
+Every time is the fastest of several rounds in which the functions compared take turns in a
+shuffled order (``interleaved``): the machine may be shared, and a load spike then slows
+every function alike.
 
 Sizes: 64 inputs, 5 classes, three networks (``width × depth``): the experiments' 128 × 3,
 512 × 6 and 1024 × 8, each with ``D = 1024`` random features. SNGP's extra work per example
@@ -26,7 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import pathlib
-import statistics
+import random
 import sys
 import time
 
@@ -43,36 +47,25 @@ INPUTS, CLASSES = 64, 5
 RANK = 64  # eigenpairs kept by the low-rank covariance
 
 
-def timed(function, repeats: int) -> float:
-    """The median wall time of ``function()`` (blocking on its result) over ``repeats``."""
-    jax.block_until_ready(function())  # compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(function())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def interleaved(functions: dict, rounds: int) -> dict[str, float]:
+    """The fastest wall time of each function (blocking on its result) over ``rounds``
+    rounds in which all of them run once, in a shuffled order: on a shared machine, load
+    spikes hit every function alike, and the minimum is the least disturbed run."""
+    for function in functions.values():
+        jax.block_until_ready(function())  # compile
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    order = list(functions)
+    rng = random.Random(0)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            start = time.perf_counter()
+            jax.block_until_ready(functions[name]())
+            times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}
 
 
-def training_step_time(model, state, x, y, steps: int) -> float:
-    optimizer = optax.adam(1e-3)
-
-    def run():
-        return train(
-            model,
-            state,
-            x,
-            y,
-            optimizer=optimizer,
-            steps=steps,
-            batch_size=128,
-            key=jax.random.key(0),
-        ).losses
-
-    return timed(run, repeats=3) / steps
-
-
-def measure(width: int, depth: int, features: int, steps: int, repeats: int) -> dict:
+def measure(width: int, depth: int, features: int, steps: int, rounds: int) -> dict:
     keys = jax.random.split(jax.random.key(0), 4)
     x = jax.random.uniform(keys[0], (1024, INPUTS))
     y = jax.random.randint(keys[1], (1024,), 0, CLASSES)
@@ -85,38 +78,62 @@ def measure(width: int, depth: int, features: int, steps: int, repeats: int) -> 
     )
     precision = sngp.fit_laplace(model, state, x)
     covariance = precision.covariance()
-    low_rank = precision.low_rank_covariance(min(RANK, features))
+    rank = min(RANK, features)
+    low_rank = precision.low_rank_covariance(rank)
     frozen = eqx.nn.inference_mode(model)
     mean_only = eqx.filter_jit(lambda m, s, inputs: jax.vmap(lambda v: m(v, s)[0])(inputs))
-    rows = {
-        "train step, deterministic": training_step_time(deterministic, det_state, x, y, steps),
-        "train step, SNGP": training_step_time(model, state, x, y, steps),
-        "predict, deterministic": timed(
-            lambda: softmax_probabilities(deterministic, det_state, x), repeats
-        ),
-        "predict, SNGP mean": timed(lambda: mean_only(frozen, state, x), repeats),
-        "predict, SNGP mean + variance": timed(
-            lambda: sngp.predict(model, state, covariance, x).variance, repeats
-        ),
-        f"predict, SNGP low rank {min(RANK, features)}": timed(
-            lambda: sngp.predict(model, state, low_rank, x).variance, repeats
-        ),
-    }
+    optimizer = optax.adam(1e-3)
+
+    def training(network, network_state):
+        return lambda: (
+            train(
+                network,
+                network_state,
+                x,
+                y,
+                optimizer=optimizer,
+                steps=steps,
+                batch_size=128,
+                key=jax.random.key(0),
+            ).losses
+        )
+
+    rows = interleaved(
+        {
+            "train step, deterministic": training(deterministic, det_state),
+            "train step, SNGP": training(model, state),
+        },
+        rounds,
+    )
+    rows = {name: seconds / steps for name, seconds in rows.items()}
+    rows |= interleaved(
+        {
+            "predict, deterministic": lambda: softmax_probabilities(deterministic, det_state, x),
+            "predict, SNGP mean": lambda: mean_only(frozen, state, x),
+            "predict, SNGP mean + variance": lambda: (
+                sngp.predict(model, state, covariance, x).variance
+            ),
+            f"predict, SNGP low rank {rank}": lambda: (
+                sngp.predict(model, state, low_rank, x).variance
+            ),
+        },
+        3 * rounds,
+    )
     return rows
 
 
 def main(quick: bool = False) -> dict:
-    # (width, depth, random features, training steps timed, prediction repeats)
+    # (width, depth, random features, training steps per timed run, rounds)
     sizes = (
-        [(32, 2, 128, 20, 5)]
+        [(32, 2, 128, 20, 3)]
         if quick
-        else [(128, 3, 1024, 200, 30), (512, 6, 1024, 50, 10), (1024, 8, 1024, 10, 5)]
+        else [(128, 3, 1024, 100, 10), (512, 6, 1024, 20, 10), (1024, 8, 1024, 5, 6)]
     )
     results = {}
     print(f"{jax.devices()[0].device_kind}, {jax.device_count()} device(s)")
     print(f"{'network':<18}{'measurement':<32}{'time':>12}{'per second':>14}{'ratio':>8}")
-    for width, depth, features, steps, repeats in sizes:
-        rows = measure(width, depth, features, steps, repeats)
+    for width, depth, features, steps, rounds in sizes:
+        rows = measure(width, depth, features, steps, rounds)
         name = f"{width}x{depth}, D={features}"
         for label, seconds in rows.items():
             reference = rows[
