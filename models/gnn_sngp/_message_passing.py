@@ -81,8 +81,8 @@ class MessagePassingLayer(eqx.Module):
         """The updated ``[max_nodes, W]`` node vectors of one graph, and the state."""
         joined = jnp.concatenate([h, mean_neighbours(h, graph)], axis=1)
         if isinstance(self.linear, SpectralNormalization):
-            weight, state = self.linear.normalized_weight(state)
-            update = joined @ weight.T
+            factor, state = self.linear.scale(state)
+            update = (joined @ self.linear.linear.weight.T) * factor
             if self.linear.linear.bias is not None:
                 update = update + self.linear.linear.bias[None]
         else:

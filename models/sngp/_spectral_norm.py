@@ -35,7 +35,7 @@ def power_iteration(
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     eps = jnp.finfo(weight.dtype).tiny
     for _ in range(iterations):
-        v = weight.T @ u
+        v = u @ weight  # = Wᵀu, without a transposed copy of W
         v = v / jnp.maximum(jnp.linalg.norm(v), eps)
         u = weight @ v
         u = u / jnp.maximum(jnp.linalg.norm(u), eps)
@@ -103,25 +103,34 @@ class SpectralNormalization(eqx.Module):
         u = jax.random.normal(key, (linear.weight.shape[0],), linear.weight.dtype)
         self.u_index = eqx.nn.StateIndex(u / jnp.linalg.norm(u))
 
-    def normalized_weight(self, state: eqx.nn.State) -> tuple[jax.Array, eqx.nn.State]:
-        """The rescaled weight ``W̃`` and the state (updated unless in inference mode)."""
+    def scale(self, state: eqx.nn.State) -> tuple[jax.Array, eqx.nn.State]:
+        """The factor ``1 / max(1, σ̂/c)`` with ``W̃ = factor · W``, and the state (updated
+        unless in inference mode)."""
         weight = self.linear.weight
         u = state.get(self.u_index)
         if not self.inference:
             _, u = power_iteration(jax.lax.stop_gradient(weight), u, self.power_iterations)
             state = state.set(self.u_index, u)
         u = jax.lax.stop_gradient(u)
-        v = weight.T @ u
+        v = u @ weight
         v = jax.lax.stop_gradient(v / jnp.maximum(jnp.linalg.norm(v), 1e-12))
         sigma = u @ weight @ v
-        return weight / jnp.maximum(1.0, sigma / self.norm_bound), state
+        return 1.0 / jnp.maximum(1.0, sigma / self.norm_bound), state
+
+    def normalized_weight(self, state: eqx.nn.State) -> tuple[jax.Array, eqx.nn.State]:
+        """The rescaled weight ``W̃`` and the state (updated unless in inference mode)."""
+        factor, state = self.scale(state)
+        return factor * self.linear.weight, state
 
     def __call__(
         self, x: jax.Array, state: eqx.nn.State, *, key: jax.Array | None = None
     ) -> tuple[jax.Array, eqx.nn.State]:
         """``W̃x + b`` for one example ``x`` of shape ``[in]``, and the new state."""
-        weight, state = self.normalized_weight(state)
-        y = weight @ x
+        factor, state = self.scale(state)
+        # (xWᵀ)·factor rather than (W·factor)x: vmapped over a batch, the product is then
+        # one [batch, in] × [in, out] matrix product on the stored weight, with no
+        # rescaled or transposed copies of W or of the activations
+        y = (x @ self.linear.weight.T) * factor
         if self.linear.bias is not None:
             y = y + self.linear.bias
         return y, state
