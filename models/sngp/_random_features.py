@@ -75,7 +75,8 @@ class RandomFeatureGaussianProcess(eqx.Module):
                 f"{self.projection.value.shape[1]} input features; give one example of shape "
                 f"({self.projection.value.shape[1]},) (vmap over a batch)"
             )
-        projected = self.projection.value @ h / self.length_scale + self.phase.value
+        # h Ωᵀ rather than Ω h: vmapped, one [batch, in] × [in, D] product on the stored Ω
+        projected = (h @ self.projection.value.T) / self.length_scale + self.phase.value
         return math.sqrt(2.0 / self.num_features) * jnp.cos(projected)
 
     def __call__(self, h: jax.Array) -> jax.Array:

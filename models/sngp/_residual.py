@@ -90,7 +90,7 @@ class ResidualNetwork(eqx.Module):
                 f"the input has shape {x.shape}, but the network was built for {expected} "
                 f"features; give one example of shape ({expected},) (vmap over a batch)"
             )
-        h = self.projection.value @ x
+        h = x @ self.projection.value.T  # vmapped: one [batch, in] × [in, width] product
         keys = (
             (None,) * len(self.blocks) if key is None else jax.random.split(key, len(self.blocks))
         )
