@@ -145,13 +145,36 @@ class ChoiceMap(Mapping):
         return child
 
     def _lookup(self, address: Any) -> Any:
+        """The node at ``address``, or ``None``.
+
+        At an indexed node an integer picks one repeat; ``...`` or a left-out index (the next
+        component is a name) keeps every repeat. Kept axes stay the leading axes of the
+        result, in order, so an integer after them indexes the next combinator's axis:
+        ``choices["v", ..., "s", 1]`` is step 1 of the chain in every repeat of ``"v"``.
+        """
         node: Any = self
-        for component in to_path(address):
+        kept = 0  # leading axes of the leaves below ``node`` kept by earlier components
+        path = to_path(address)
+        i = 0
+        while i < len(path):
+            component = path[i]
             if not isinstance(node, ChoiceMap):
                 return None
-            node = node._child(component)
-            if node is None:
-                return None
+            if not node._indexed:
+                node = node._entries.get(component)
+                if node is None:
+                    return None
+                i += 1
+            elif isinstance(component, int):
+                node = _repeat(node, component, kept)
+                i += 1
+            else:
+                entries = node._entries
+                node = entries[LEAF] if set(entries) == {LEAF} else ChoiceMap._raw(entries)
+                kept += 1
+                i += component is Ellipsis
+        for _ in range(kept):
+            node = ChoiceMap.indexed(node) if isinstance(node, ChoiceMap) else node
         return node
 
     def __getitem__(self, address: Any) -> Any:
@@ -161,9 +184,11 @@ class ChoiceMap(Mapping):
                 f"no choice at {show(to_path(address))}; this choice map holds "
                 f"{show_many(self.leaf_paths())}"
             )
-        if isinstance(node, ChoiceMap) and node._indexed and set(node._entries) == {LEAF}:
-            return node._entries[LEAF]  # the repeats of one distribution: a batched value
-        return node
+        value = node
+        while isinstance(value, ChoiceMap) and value._indexed and set(value._entries) == {LEAF}:
+            value = value._entries[LEAF]
+        # The repeats of one distribution (in nested combinators too): one batched value.
+        return node if isinstance(value, ChoiceMap) else value
 
     def __contains__(self, address: object) -> bool:
         try:
@@ -344,8 +369,12 @@ def _insert(tree: dict, path: Path, value: Any) -> None:
     _insert(child._entries, rest, value)
 
 
-def _filter(node: Any, selection: Any) -> Any:
-    """Keeps the selected part of ``node``; returns EMPTY if nothing is selected."""
+def _filter(node: Any, selection: Any, kept: int = 0) -> Any:
+    """Keeps the selected part of ``node``; returns EMPTY if nothing is selected.
+
+    ``kept`` counts the leading axes of the leaves below ``node`` that belong to enclosing
+    combinators whose repeats are all filtered alike; ``node``'s own index axis follows them.
+    """
     if not isinstance(node, ChoiceMap):
         return node if selection.leaf_flag() is True else EMPTY
     if selection.is_empty():
@@ -353,29 +382,36 @@ def _filter(node: Any, selection: Any) -> Any:
     if not node._indexed:
         entries = {}
         for key, child in node._entries.items():
-            sub = _filter(child, selection if key is LEAF else selection.step(key))
+            sub = _filter(child, selection if key is LEAF else selection.step(key), kept)
             if not (isinstance(sub, ChoiceMap) and sub.is_empty()):
                 entries[key] = sub
         return ChoiceMap._raw(entries)
     from ppl._selection import index_residuals
 
-    n = _index_length(node)
+    n = _index_length(node, kept)
     uniform, explicit = index_residuals(selection, n)
     if not explicit:
-        inner = _filter(ChoiceMap._raw(node._entries), uniform)
+        inner = _filter(ChoiceMap._raw(node._entries), uniform, kept + 1)
         if isinstance(inner, ChoiceMap) and inner.is_empty():
             return EMPTY
         return ChoiceMap.indexed(inner._entries.get(LEAF, inner))
     entries = {}
     for i in range(n):
-        sub = _filter(node._child(i), explicit.get(i, uniform))
+        sub = _filter(_repeat(node, i, kept), explicit.get(i, uniform), kept)
         if not (isinstance(sub, ChoiceMap) and sub.is_empty()):
             entries[i] = sub
     return ChoiceMap._raw(entries)
 
 
-def _index_length(node: ChoiceMap) -> int:
+def _repeat(node: ChoiceMap, i: int, kept: int) -> Any:
+    """Repeat ``i`` of an indexed node whose index axis follows ``kept`` leading axes."""
+    index = (slice(None),) * kept + (i,)
+    sliced = jax.tree.map(lambda v: v[index], node._entries)
+    return sliced[LEAF] if set(sliced) == {LEAF} else ChoiceMap._raw(sliced)
+
+
+def _index_length(node: ChoiceMap, kept: int = 0) -> int:
     leaves = jax.tree.leaves(node)
     if not leaves:
         return 0
-    return int(jnp.shape(leaves[0])[0])
+    return int(jnp.shape(leaves[0])[kept])

@@ -129,3 +129,62 @@ def test_indexed_choices_merge_with_batched_values():
     tr = chain.simulate(jax.random.key(0), (0.0, None))
     merged = tr.choices.filter(select((..., "z"))) | {"x": tr.choices["x"]}
     np.testing.assert_allclose(chain.assess(merged, (0.0, None))[0], tr.score, rtol=1e-6)
+
+
+def test_nested_combinator_choices_look_up_by_any_mix_of_indices_and_wildcards():
+    """``...`` (or a left-out index) keeps a repeat axis; a later integer indexes the next
+    combinator's axis, also through a ``@gen`` call between the two combinators."""
+
+    @gen
+    def step(c, _):
+        a = normal(c, 1.0) @ "a"
+        return a, a
+
+    @gen
+    def kernel(x):
+        return Scan(step, length=2)(x, None) @ "s"
+
+    @gen
+    def model():
+        Vmap(Vmap(normal, in_axes=(0, None)), in_axes=(0, None))(jnp.zeros((3, 2)), 1.0) @ "p"
+        return Vmap(kernel, in_axes=0)(jnp.arange(3.0)) @ "v"
+
+    choices = model.simulate(jax.random.key(0), ()).choices
+    assert choices.leaf_paths() == [("p", ..., ...), ("v", ..., "s", ..., "a")]
+    a, p = (np.asarray(leaf) for leaf in jax.tree.leaves(choices)[::-1])
+    assert a.shape == (3, 2) and p.shape == (3, 2)
+    assert float(choices["v", 1, "s", 0, "a"]) == a[1, 0]
+    for address, expected in [
+        (("v", ..., "s", ..., "a"), a),
+        (("v", "s", "a"), a),
+        (("v", 1, "s", ..., "a"), a[1]),
+        (("v", ..., "s", 1, "a"), a[:, 1]),
+        (("v", "s", 1, "a"), a[:, 1]),
+        (("p",), p),
+        (("p", ..., 1), p[:, 1]),
+        (("p", 2), p[2]),
+    ]:
+        np.testing.assert_array_equal(choices[address], expected, err_msg=repr(address))
+    np.testing.assert_array_equal(choices["v", ..., "s"][1, "a"], a[1])
+    np.testing.assert_array_equal(choices["v", ..., "s"][..., 1, "a"], a[:, 1])
+
+
+def test_filter_by_an_index_below_a_wildcard_picks_the_inner_repeat():
+    """``select(("w", ..., "h", 1))``: repeat 1 of the plate ``"h"`` in every repeat of
+    ``"w"`` (both of size 3, so slicing the wrong axis would go unnoticed by shapes)."""
+
+    @gen
+    def kernel(x):
+        return Vmap(normal, in_axes=(None, None), axis_size=3)(x, 1.0) @ "h"
+
+    @gen
+    def model():
+        return Vmap(kernel, in_axes=0)(jnp.arange(3.0)) @ "w"
+
+    choices = model.simulate(jax.random.key(0), ()).choices
+    h = np.asarray(choices["w", "h"])
+    assert h.shape == (3, 3)
+    picked = choices.filter(select(("w", ..., "h", 1)))
+    assert picked.leaf_paths() == [("w", ..., "h", 1)]
+    np.testing.assert_array_equal(picked["w", ..., "h", 1], h[:, 1])
+    assert picked["w", 2, "h", 1] == h[2, 1]

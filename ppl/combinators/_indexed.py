@@ -4,6 +4,12 @@ Constraints reach a combinator in one of two forms: *batched* (every value has a
 of length ``n``, as in ``trace.choices`` or ``{"y": data}``) or *per index* (integer keys,
 ``{3: {"y": 0.5}}``). The per-index form becomes batched ``Masked`` values, so one compiled
 repeat handles constrained and free indices alike.
+
+In nested combinators each level converts only its own axis. Per-index constraints of an
+enclosing combinator reach an inner one as ``Masked`` values with one (scalar) flag per
+enclosing repeat, and may come in both forms at once: ``select(("v", 2, "s"), ("v", 0, "s",
+1))`` gives the chain ``"s"`` of repeat 2 batched and that of repeat 0 per step. The inner
+combinator then merges its batched part with its per-index part.
 """
 
 from __future__ import annotations
@@ -24,16 +30,33 @@ def _leading(value: Any) -> int | None:
 
 
 def batched_constraints(constraints: Any, n: int, owner: str) -> Any:
-    """Constraints for ``n`` repeats, every leaf with a leading axis of length ``n``."""
+    """Constraints for ``n`` repeats: every leaf an array with a leading axis of length ``n``,
+    or a ``Masked`` whose value has that axis and whose flag has shape ``(n,)``."""
     if isinstance(constraints, ChoiceMap) and constraints.is_empty():
         return EMPTY
     if isinstance(constraints, Masked):
-        return constraints
+        return _per_repeat(constraints, n)
     if isinstance(constraints, ChoiceMap) and constraints.is_indexed:
         entries = constraints._entries
         return entries[LEAF] if set(entries) == {LEAF} else ChoiceMap._raw(dict(entries))
     if isinstance(constraints, ChoiceMap) and any(isinstance(k, int) for k in constraints):
-        return _masked_from_indices(constraints, n, owner)
+        entries = constraints._entries
+        indices = {k: v for k, v in entries.items() if isinstance(k, int)}
+        rest = {k: v for k, v in entries.items() if not isinstance(k, int)}
+        per_index = _masked_from_indices(indices, n, owner)
+        if not rest:
+            return per_index
+        for key, child in rest.items():
+            if not all(isinstance(leaf, Masked) for _, leaf in _leaves(child)):
+                raise AddressError(
+                    f"{owner}: constraints at {{addr}} mix per-index keys with the key "
+                    f"{key!r}; give either one batched value per address or per-index maps",
+                    () if key is LEAF else (key,),
+                )
+        # Both forms, from an enclosing combinator's per-index constraints (its repeats gave
+        # this combinator's choices in different forms): merge them.
+        batched = rest[LEAF] if set(rest) == {LEAF} else ChoiceMap._raw(rest)
+        return _merge(batched_constraints(batched, n, owner), per_index)
     for path, leaf in _leaves(constraints):
         if isinstance(leaf, Masked):
             leaf = leaf.value
@@ -44,7 +67,54 @@ def batched_constraints(constraints: Any, n: int, owner: str) -> Any:
                 "repeat, or constrain single repeats by index ({3: ...})",
                 (Ellipsis, *path),
             )
-    return constraints
+    return jax.tree.map(
+        lambda leaf: _per_repeat(leaf, n) if isinstance(leaf, Masked) else leaf,
+        constraints,
+        is_leaf=lambda leaf: isinstance(leaf, Masked),
+    )
+
+
+def _per_repeat(masked: Masked, n: int) -> Masked:
+    """A mask with one flag per repeat.
+
+    A scalar flag comes from an enclosing combinator's per-index constraints (one flag for
+    all of this combinator's repeats in that enclosing repeat): it holds for every repeat.
+    """
+    flag = jnp.asarray(masked.flag)
+    if flag.ndim == 0:
+        flag = jnp.broadcast_to(flag, (n,))
+    return Masked(masked.value, flag)
+
+
+def _merge(batched: Any, per_index: Any) -> Any:
+    """One tree from the batched and the per-index part of a combinator's constraints.
+
+    Their flags never overlap (each enclosing repeat gave one form). Where one part holds a
+    value and the other a map below it, the address is an inner combinator: the value goes
+    under ``LEAF`` and that combinator merges them in turn.
+    """
+    if _is_missing(batched):
+        return per_index
+    if _is_missing(per_index):
+        return batched
+    if isinstance(batched, ChoiceMap) or isinstance(per_index, ChoiceMap):
+        left, right = (_as_map(t) for t in (batched, per_index))
+        keys = list(dict.fromkeys([*left._entries, *right._entries]))
+        return ChoiceMap._raw(
+            {k: _merge(left._entries.get(k, EMPTY), right._entries.get(k, EMPTY)) for k in keys}
+        )
+    flag = jnp.asarray(per_index.flag)
+    given = flag.reshape(flag.shape + (1,) * (jnp.ndim(per_index.value) - flag.ndim))
+    value = jnp.where(given, per_index.value, batched.value)
+    return Masked(value, jnp.logical_or(flag, batched.flag))
+
+
+def _is_missing(tree: Any) -> bool:
+    return isinstance(tree, ChoiceMap) and tree.is_empty()
+
+
+def _as_map(tree: Any) -> ChoiceMap:
+    return tree if isinstance(tree, ChoiceMap) else ChoiceMap._raw({LEAF: tree})
 
 
 def repeated_supports(inner_supports: Any, inner_trace: Any) -> ChoiceMap:
@@ -72,9 +142,15 @@ def _leaves(tree: Any) -> list[tuple[tuple, Any]]:
 
 
 def check_every_index(constraints: Any, n: int, owner: str) -> None:
-    """``assess`` needs every repeat: per-index choices must name all ``n`` indices."""
+    """``assess`` needs every repeat: per-index choices must name all ``n`` indices.
+
+    Where an enclosing combinator's repeats gave these choices partly batched, a repeat
+    missing from both forms scores NaN instead (see ``Distribution._assess``).
+    """
     if isinstance(constraints, ChoiceMap) and not constraints.is_indexed:
-        given = {k for k in constraints if isinstance(k, int)}
+        if not all(isinstance(k, int) for k in constraints):
+            return
+        given = set(constraints)
         missing = sorted(set(range(n)) - given)
         if given and missing:
             raise AddressError(
@@ -84,56 +160,73 @@ def check_every_index(constraints: Any, n: int, owner: str) -> None:
             )
 
 
-def _masked_from_indices(constraints: ChoiceMap, n: int, owner: str) -> Any:
+def _masked_from_indices(indices: dict, n: int, owner: str) -> Any:
     values: dict[tuple, list] = {}
-    for key, child in constraints._entries.items():
-        if not isinstance(key, int):
-            raise AddressError(
-                f"{owner}: constraints at {{addr}} mix per-index keys with the key {key!r}; "
-                "give either one batched value per address or per-index maps",
-                (key,),
-            )
+    for key, child in indices.items():
         if not 0 <= key < n:
             raise AddressError(
                 f"constraint on {{addr}}, but {owner} has only indices 0..{n - 1}", (key,)
             )
         for path, leaf in _leaves(child):
-            values.setdefault(path, []).append((key, jnp.asarray(leaf)))
+            values.setdefault(path, []).append((key, leaf))
     masked = {}
     for path, items in values.items():
-        shape = items[0][1].shape
-        index = jnp.asarray([i for i, _ in items])
-        stacked = jnp.stack([v for _, v in items])
-        if any(v.shape != shape for _, v in items):
+        # A leaf is a value, or (below an enclosing combinator's per-index constraints) a
+        # Masked value with one flag for this repeat of the enclosing combinator.
+        given = [v.value if isinstance(v, Masked) else jnp.asarray(v) for _, v in items]
+        flags = [jnp.asarray(v.flag) if isinstance(v, Masked) else True for _, v in items]
+        shape = given[0].shape
+        if any(v.shape != shape for v in given):
             raise AddressError(
                 f"per-index values at {{addr}} differ in shape in {owner}", (Ellipsis, *path)
             )
-        full = jnp.zeros((n, *shape), stacked.dtype).at[index].set(stacked)
-        flag = jnp.zeros(n, bool).at[index].set(True)
+        flag_shape = jnp.broadcast_shapes(*(jnp.shape(f) for f in flags))
+        index = jnp.asarray([i for i, _ in items])
+        full = jnp.zeros((n, *shape), given[0].dtype).at[index].set(jnp.stack(given))
+        stacked = jnp.stack([jnp.broadcast_to(f, flag_shape) for f in flags])
+        flag = jnp.zeros((n, *flag_shape), bool).at[index].set(stacked)
         masked[path] = Masked(full, flag)
-    if () in masked:
-        return masked[()]
     return _build(masked)
 
 
-def _build(flat: dict) -> ChoiceMap:
-    cm = ChoiceMap._raw({})
+def _build(flat: dict) -> Any:
+    """A tree from ``{path: leaf}``. A path that is also a prefix of others keeps its leaf at
+    ``LEAF``: an inner combinator whose repeats gave it both batched and per-index values."""
+    root = ChoiceMap._raw({})
     for path, leaf in flat.items():
-        node = cm
-        for component in path[:-1]:
-            nxt = node._entries.get(component)
-            if nxt is None:
-                nxt = node._entries[component] = ChoiceMap._raw({})
-            node = nxt
-        node._entries[path[-1]] = leaf
-    return cm
+        node = root
+        for component in path:
+            child = node._entries.get(component)
+            if not isinstance(child, ChoiceMap):
+                child = ChoiceMap._raw({} if child is None else {LEAF: child})
+                node._entries[component] = child
+            node = child
+        node._entries[LEAF] = leaf
+    return _collapse(root)
+
+
+def _collapse(tree: Any) -> Any:
+    """Nodes that hold only a ``LEAF`` become that leaf."""
+    if not isinstance(tree, ChoiceMap):
+        return tree
+    if set(tree._entries) == {LEAF}:
+        return tree._entries[LEAF]
+    return ChoiceMap._raw({k: _collapse(v) for k, v in tree._entries.items()})
 
 
 def batched_discard(discard: Any, constraints: Any) -> Any:
-    """The discard of ``n`` repeats, in the form the constraints were given."""
+    """The discard of ``n`` repeats, in the form the constraints were given.
+
+    Constraints in both forms come from an enclosing combinator, which picks each of its
+    repeats' discards out of the batched one.
+    """
     if isinstance(discard, ChoiceMap) and discard.is_empty():
         return EMPTY
-    if isinstance(constraints, ChoiceMap) and any(isinstance(k, int) for k in constraints):
+    if (
+        isinstance(constraints, ChoiceMap)
+        and not constraints.is_empty()
+        and all(isinstance(k, int) for k in constraints)
+    ):
         out = {}
         for i, given in constraints._entries.items():
             sliced = jax.tree.map(lambda v, i=i: v[i], discard)

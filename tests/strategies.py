@@ -288,8 +288,11 @@ def switch_index(stmt: SwitchCall, raws: list) -> Any:
 
 
 def taken_branch(stmt: SwitchCall, raws: list) -> int:
-    index = int(switch_index(stmt, raws))
-    return (0 if index else 1) if stmt.cond else index
+    """The branch a ``SwitchCall`` takes; the index is concrete (also under ``jax.jit``)."""
+    value = stmt.const if stmt.slot is None else int(np.asarray(raws[stmt.slot]))
+    if stmt.cond:
+        return 0 if value % 2 == 1 else 1
+    return value % len(stmt.branches)
 
 
 def mixture_logits(stmt: MixtureCall, features: list) -> jax.Array:
@@ -547,14 +550,17 @@ def flatten_choices(choices: Any, to_numpy: bool = True) -> dict[tuple, Any]:
 
     Uses only ``leaf_paths`` and the pytree leaves (in the same documented order), not
     address lookup, so it is independent of ``ChoiceMap.__getitem__``. With
-    ``to_numpy=False`` it is traceable (for ``jax.grad`` through a reference density).
+    ``to_numpy=False`` the real values stay JAX values, traceable by ``jax.grad`` and
+    ``jax.jit`` through a reference density; discrete values (never differentiated) stay
+    concrete, as branch indices must be.
     """
     out: dict[tuple, Any] = {}
     leaves = jax.tree.leaves(choices)
     paths = choices.leaf_paths()
     assert len(leaves) == len(paths), (paths, len(leaves))
     for path, leaf in zip(paths, leaves, strict=True):
-        array = np.asarray(leaf) if to_numpy else leaf
+        real = jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+        array = leaf if real and not to_numpy else np.asarray(leaf)
         k = sum(c is Ellipsis for c in path)
         for index in np.ndindex(array.shape[:k]):
             it = iter(index)
@@ -615,6 +621,7 @@ def programs(
     scan_kernel: bool = False,
     compiled: bool = True,
     families: tuple[str, ...] = TOP_FAMILIES,
+    first: str | None = None,
 ) -> Program:
     """A random program description whose choices number about ``budget`` or fewer.
 
@@ -629,6 +636,8 @@ def programs(
             program holds at most one of them.
         families: the families of the choices at this level (``KERNEL_FAMILIES`` inside
             combinators).
+        first: the kind of the first statement (one of ``FIRST_KINDS``), so that a few
+            examples cover every combinator; ``None``: any kind.
     """
     n_stmts = draw(st.integers(1, min(4, budget)))
     used = 0
@@ -638,7 +647,7 @@ def programs(
     # Repeat counts are fixed per level (3 outside, 2 inside): distinct sizes catch mixed-up
     # axes, and few distinct shapes keep the number of eager compilations down.
     size = 3 if depth >= 2 else 2
-    for _ in range(n_stmts):
+    for position in range(n_stmts):
         if used >= budget:
             break
         slots = n_args + len(stmts)
@@ -647,9 +656,11 @@ def programs(
             kinds += ["call", "vmap", "vmap"]
             if compiled:
                 kinds += ["compiled"] * 2
-        kind = draw(st.sampled_from(kinds))
+        kind = draw(st.sampled_from(kinds)) if position or first is None else first
         if kind == "compiled":
             kind = draw(st.sampled_from(["scan", "switch", "cond", "mixture"]))
+        elif kind == "branch":
+            kind = draw(st.sampled_from(["switch", "cond"]))
         name = next(names)
         room = max(1, min(3, budget - used))
         if kind in ("site", "plate"):
@@ -733,11 +744,19 @@ def count_sites(program: Program) -> int:
     return total
 
 
+# What a model's first statement may be forced to: anything, a ``Vmap`` (whose kernel may hold
+# plates and other combinators), a ``Scan``, a ``Switch`` or ``Cond``, or a ``Mixture``.
+FIRST_KINDS = (None, "vmap", "scan", "branch", "mixture")
+
+
 def models(
-    budget: int = 8, depth: int = 2, families: tuple[str, ...] = TOP_FAMILIES
+    budget: int = 8,
+    depth: int = 2,
+    families: tuple[str, ...] = TOP_FAMILIES,
+    first: str | None = None,
 ) -> st.SearchStrategy[Model]:
     """Random models with arguments ``(x: float, j: int)``; see ``programs``."""
-    return programs(budget=budget, depth=depth, families=families).map(Model)
+    return programs(budget=budget, depth=depth, families=families, first=first).map(Model)
 
 
 def batched_like(template: Any, values: dict) -> Any:
