@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from ppl._errors import AddressError
 from ppl.adev._mvd import couplings
-from ppl.adev._primitive import Site
+from ppl.adev._primitive import Site, where
 
 Continuation = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 sg = jax.lax.stop_gradient
@@ -215,12 +215,6 @@ class Estimator:
         return type(self).__name__
 
 
-def _where(address: tuple) -> str:
-    from ppl._address import show
-
-    return show(address) if address else "a choice without address"
-
-
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class reparam(Estimator):
@@ -244,7 +238,7 @@ class reparam(Estimator):
     def check(self, site, dist):
         if not dist.has_rsample:
             raise AddressError(
-                f"reparam at {_where(site.address)}: {type(dist).__name__} has no "
+                f"reparam at {where(site.address)}: {type(dist).__name__} has no "
                 "reparameterized sampler; use reinforce(), enum() or mvd() there"
             )
 
@@ -294,7 +288,7 @@ class reinforce(Estimator):
     def with_continuation(self, site, k, context):
         if site.plate_ndims == 0:
             raise AddressError(
-                f"leave_one_out at {_where(site.address)} needs several copies of the draw "
+                f"leave_one_out at {where(site.address)} needs several copies of the draw "
                 "(a vmapped guide, e.g. the particles of a multi-sample objective)"
             )
         x = sg(site.sample())
@@ -338,7 +332,7 @@ class enum(Estimator):
     def check(self, site, dist):
         if not dist.has_enumerate_support or dist.event_shape != ():
             raise AddressError(
-                f"enum at {_where(site.address)}: {type(dist).__name__} has no finite support "
+                f"enum at {where(site.address)}: {type(dist).__name__} has no finite support "
                 "to enumerate; use reinforce() or mvd() there"
             )
 
@@ -347,7 +341,7 @@ class enum(Estimator):
             support = site.map(lambda d: d.enumerate_support(expand=True))  # [*plate, K, *batch]
         except jax.errors.ConcretizationTypeError:
             raise AddressError(
-                f"enum at {_where(site.address)}: the size of the support depends on a traced "
+                f"enum at {where(site.address)}: the size of the support depends on a traced "
                 "value; pass it as a Python number, or use reinforce() there"
             ) from None
         size = support.shape[site.plate_ndims]
@@ -356,7 +350,7 @@ class enum(Estimator):
         n = math.prod(shape)
         if size**n > self.max_size:
             raise AddressError(
-                f"enum at {_where(site.address)}: the joint support has {size}^{n} values, over "
+                f"enum at {where(site.address)}: the joint support has {size}^{n} values, over "
                 f"the limit max_size={self.max_size}; use reinforce() or mvd() there, or raise "
                 "max_size"
             )

@@ -107,7 +107,9 @@ class Expectation:
         return Expectation(self.fn, self.overrides + tuple(added))
 
     # -- tracing and interpretation ----------------------------------------------------------------
-    def _interpret(self, key: jax.Array, dynamic: list, static: list, tree: Any, state: dict):
+    def _run(self, key: jax.Array, dynamic: list, static: list, tree: Any, state: dict):
+        """Traces the integrand and interprets it: ``(v, s, run)``."""
+
         def integrand(key, dynamic):
             return self.fn(key, *_join(dynamic, static, tree))
 
@@ -129,6 +131,10 @@ class Expectation:
                 f"an estimator is given for {', '.join(show(to_path(k)) for k in unmatched)}, "
                 f"but {self!r} never samples there; it samples at {seen}"
             )
+        return v, s, run
+
+    def _interpret(self, key: jax.Array, dynamic: list, static: list, tree: Any, state: dict):
+        v, s, run = self._run(key, dynamic, static, tree, state)
         new_state = {
             a: b.update_state(state.get(a, b.init_state()), v) for a, b in run.tracked.items()
         }
@@ -211,19 +217,14 @@ class Expectation:
     def init_state(self, key: jax.Array, *args: Any) -> dict:
         """The initial estimator state (one entry per ``running_mean`` baseline)."""
         dynamic, static, tree = _split(args)
-        run = Run(self.overrides, {})
+        tracked: dict = {}
 
         def probe(dynamic):
-            def integrand(key, dynamic):
-                return self.fn(key, *_join(dynamic, static, tree))
-
-            with tracing():
-                closed = jax.make_jaxpr(integrand)(key, dynamic)
-            interpret(run, closed, [key, *(d for d in dynamic if d is not None)])
+            tracked.update(self._run(key, dynamic, static, tree, {})[2].tracked)
             return jnp.zeros(())
 
         jax.eval_shape(probe, dynamic)
-        return {address: baseline.init_state() for address, baseline in run.tracked.items()}
+        return {address: baseline.init_state() for address, baseline in tracked.items()}
 
 
 def expectation(fn: Callable[..., Any]) -> Expectation:

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpyro.distributions as nd
 
 from ppl._errors import AddressError
+from ppl.adev._primitive import where
 
 _SUPPORTED = (
     nd.Normal,
@@ -40,11 +41,8 @@ def couplings(
     dist: Any, x: Any, key_data: Any, address: tuple, check_only: bool = False
 ) -> list[tuple[Any, Any, Any, Any]]:
     if not isinstance(dist, _SUPPORTED) or type(dist) is nd.ZeroInflatedPoisson:
-        from ppl._address import show
-
-        where = show(address) if address else "a choice without address"
         raise AddressError(
-            f"mvd at {where}: no measure-valued derivative for {type(dist).__name__} (mvd "
+            f"mvd at {where(address)}: no measure-valued derivative for {type(dist).__name__} (mvd "
             "serves normal, bernoulli/flip, categorical, poisson and geometric); use "
             "reinforce() there"
         )

@@ -41,6 +41,13 @@ def is_tracing() -> bool:
     return _tracing.get()
 
 
+def where(address: tuple) -> str:
+    """How messages name a choice's address."""
+    from ppl._address import show
+
+    return show(address) if address else "a choice without address"
+
+
 @dataclasses.dataclass(frozen=True)
 class Site:
     """One random choice as the ADEV interpreter sees it (a plain record, not a pytree).
