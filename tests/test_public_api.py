@@ -16,6 +16,12 @@ from typing import Any
 
 import pytest
 
+import models.baselines
+import models.gnn_sngp
+import models.last_layer
+import models.metrics
+import models.sngp
+import models.training
 import ppl
 import ppl.adev
 import ppl.combinators
@@ -24,7 +30,15 @@ from ppl import Distribution
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 API_PAGES = sorted((ROOT / "docs" / "api").glob("*.md"))
 DIRECTIVE = re.compile(r"^:::[ \t]+([\w.]+)[ \t]*$", re.MULTILINE)
-PACKAGES = (ppl, ppl.combinators, ppl.adev)
+MODEL_PACKAGES = (
+    models.metrics,
+    models.sngp,
+    models.last_layer,
+    models.baselines,
+    models.gnn_sngp,
+    models.training,
+)
+PACKAGES = (ppl, ppl.combinators, ppl.adev, *MODEL_PACKAGES)
 
 
 def public_names(package: ModuleType) -> list[str]:
@@ -76,6 +90,30 @@ def test_public_name_has_a_docstring(package: str, name: str):
     # instance (normal, gamma, ...) is covered by the documentation of `Distribution`.
     docstring = inspect.getdoc(getattr(importlib.import_module(package), name))
     assert docstring and docstring.strip(), f"{package}.{name} has no docstring; write one"
+
+
+MODEL_PUBLIC = [
+    (package.__name__, name) for package in MODEL_PACKAGES for name in public_names(package)
+]
+
+
+@pytest.mark.parametrize(
+    ("package", "name"), MODEL_PUBLIC, ids=[f"{p}.{n}" for p, n in MODEL_PUBLIC]
+)
+def test_model_name_has_an_example(package: str, name: str):
+    # Every class and function of the models packages shows its use in a doctest (run by
+    # `pytest --doctest-modules`); a constant has its own attribute docstring instead.
+    obj = getattr(importlib.import_module(package), name)
+    if inspect.isclass(obj) or inspect.isfunction(obj):
+        docstring = inspect.getdoc(obj) or ""
+        assert ">>>" in docstring, f"{package}.{name}: add an `Example:` section that runs"
+    else:
+        griffe = pytest.importorskip("griffe")
+        loaded = griffe.load(package, search_paths=[str(ROOT)])
+        assert loaded[name].docstring, (
+            f"{package}.{name}: write an attribute docstring (a string literal on the line "
+            "after the assignment)"
+        )
 
 
 def test_distribution_instances_have_their_own_docstrings():

@@ -25,6 +25,16 @@ class VariationalLastLayer:
         model: the network (its ``representation`` gives the features).
         state: its state.
         posterior: the ``GaussianLastLayer`` over ``[h, 1]`` (representation and a bias).
+
+    Example:
+        >>> import equinox as eqx, jax, jax.numpy as jnp
+        >>> from models.last_layer import GaussianLastLayer
+        >>> model, state = eqx.nn.make_with_state(DeterministicClassifier)(
+        ...     2, 2, width=4, depth=1, key=jax.random.key(0))
+        >>> posterior = GaussianLastLayer(jnp.zeros(10), jnp.eye(10), num_classes=2)  # [h, 1]
+        >>> VariationalLastLayer(model, state, posterior).probabilities(jnp.zeros((2, 2)))
+        Array([[0.5, 0.5],
+               [0.5, 0.5]], dtype=float32)
     """
 
     model: DeterministicClassifier

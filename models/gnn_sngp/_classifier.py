@@ -24,6 +24,19 @@ class GraphNetwork(eqx.Module):
         depth: the number of ``MessagePassingLayer``s.
         norm_bound: their spectral norm bound, or ``None`` for none.
         key: the PRNG key.
+
+    Example:
+        >>> import equinox as eqx, jax, jax.numpy as jnp, numpy as np
+        >>> from models.gnn_sngp import pad_graphs
+        >>> network, state = eqx.nn.make_with_state(GraphNetwork)(
+        ...     3, width=8, depth=1, key=jax.random.key(0))
+        >>> network = eqx.nn.inference_mode(network)  # the state is read, not advanced
+        >>> path = ([np.eye(3, dtype=np.float32)], [np.array([[0, 1], [1, 2]])])
+        >>> small, large = pad_graphs(*path, 3, 4), pad_graphs(*path, 6, 10)
+        >>> h, _ = network(jax.tree.map(lambda a: a[0], small), state)
+        >>> h_padded, _ = network(jax.tree.map(lambda a: a[0], large), state)
+        >>> h.shape, bool(jnp.allclose(h, h_padded, atol=1e-6))  # padding changes nothing
+        ((8,), True)
     """
 
     embedding: Fixed

@@ -24,6 +24,15 @@ class Graph(eqx.Module):
         receivers: ``[max_edges]`` integer target nodes.
         node_mask: ``[max_nodes]`` which nodes are real.
         edge_mask: ``[max_edges]`` which edges are real.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> batch = pad_graphs([np.eye(2, dtype=np.float32)], [np.array([[0, 1]])], 3, 4)
+        >>> batch.nodes.shape  # one graph, 3 node slots, 2 features
+        (1, 3, 2)
+        >>> graph = jax.tree.map(lambda a: a[0], batch)  # what a model is called on
+        >>> graph.senders, graph.edge_mask
+        (Array([0, 1, 0, 0], dtype=int32), Array([ True,  True, False, False], dtype=bool))
     """
 
     nodes: jax.Array

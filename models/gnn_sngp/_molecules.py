@@ -53,6 +53,11 @@ class Molecules:
         nodes: per molecule, ``[n_i, 6]`` node features (atom one-hot, in-ring flag).
         edges: per molecule, ``[m_i, 2]`` bonds.
         labels: ``[G]`` 1 for "toxic": a nitro group, or a thiol and a chloro group together.
+
+    Example:
+        >>> molecules = synthetic_molecules(4, seed=0)
+        >>> len(molecules.nodes), molecules.nodes[0].shape[1], molecules.labels.shape
+        (4, 6, (4,))
     """
 
     nodes: list

@@ -70,6 +70,14 @@ class GaussianLastLayer:
         mean: ``[D·K]`` mean of the weights (``W = mean.reshape(D, K)``).
         covariance: ``[D·K, D·K]`` covariance.
         num_classes: ``K`` (static).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> covariance = jnp.diag(jnp.array([1.0, 2.0, 3.0, 4.0]))  # D = 2 features, K = 2
+        >>> posterior = GaussianLastLayer(jnp.zeros(4), covariance, num_classes=2)
+        >>> mean, variance = posterior.predict(jnp.array([[1.0, 1.0]]))
+        >>> variance  # class 0 has flat weights 0 and 2, class 1 weights 1 and 3
+        Array([[4., 6.]], dtype=float32)
     """
 
     mean: jax.Array

@@ -19,6 +19,13 @@ class AccuracyCoverage:
     Attributes:
         coverage: ``[N]`` fractions of the data kept, increasing to 1.
         accuracy: ``[N]`` accuracy on the kept examples.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> probs = jnp.array([[0.9, 0.1], [0.4, 0.6]])
+        >>> curve = accuracy_coverage_curve(probs, jnp.array([0, 0]), jnp.array([0.1, 0.7]))
+        >>> curve.coverage, curve.accuracy  # the uncertain second example is the wrong one
+        (Array([0.5, 1. ], dtype=float32), Array([1. , 0.5], dtype=float32))
     """
 
     coverage: jax.Array

@@ -207,6 +207,17 @@ class LowRankCovariance(eqx.Module):
         shrinkage: ``[r]`` the variance removed along each, ``s``.
         error_bound: the largest over-estimate of a variance per unit ``‖φ‖²``.
         prior_precision: ``τ``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> features = jax.random.normal(jax.random.key(0), (50, 8))
+        >>> precision = LaplacePrecision.init(8).update(features, jnp.zeros((50, 1)))
+        >>> low_rank = precision.low_rank_covariance(4)  # half of the eigenpairs
+        >>> test = jax.random.normal(jax.random.key(1), (5, 8))
+        >>> excess = low_rank.variance(test) - predictive_variance(precision.covariance(), test)
+        >>> bound = low_rank.error_bound * jnp.sum(test**2, axis=1)
+        >>> bool(jnp.all(excess > -1e-5) & jnp.all(excess < bound + 1e-5))  # 0 ≤ excess ≤ bound
+        True
     """
 
     basis: jax.Array

@@ -73,6 +73,12 @@ class Prediction:
     Attributes:
         logits: ``[N, K]`` posterior-mean logits.
         variance: ``[N]`` posterior variance of each example's logits.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> prediction = Prediction(jnp.array([[2.0, 0.0], [2.0, 0.0]]), jnp.array([0.0, 100.0]))
+        >>> prediction.probabilities().tolist()  # a large variance pulls towards uniform
+        [[0.881, 0.119], [0.578, 0.422]]
     """
 
     logits: jax.Array

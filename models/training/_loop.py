@@ -24,6 +24,16 @@ class TrainResult:
         model: the trained model.
         state: its ``eqx.nn.State`` after the last step (spectral-norm vectors).
         losses: ``[steps]`` numpy array of the minibatch loss before each update.
+
+    Example:
+        >>> import equinox as eqx, jax, jax.numpy as jnp, optax
+        >>> from models.baselines import DeterministicClassifier
+        >>> model, state = eqx.nn.make_with_state(DeterministicClassifier)(
+        ...     2, 2, width=4, depth=1, key=jax.random.key(0))
+        >>> result = train(model, state, jnp.zeros((8, 2)), jnp.zeros(8, jnp.int32),
+        ...                optimizer=optax.sgd(0.1), steps=3, batch_size=4, key=jax.random.key(1))
+        >>> result.losses.shape, type(result.model).__name__
+        ((3,), 'DeterministicClassifier')
     """
 
     model: Any
