@@ -6,6 +6,7 @@ turns distance from the training data into predictive variance.
 """
 
 from models.sngp._classifier import SNGPClassifier as SNGPClassifier
+from models.sngp._final_epoch import MomentumLaplace as MomentumLaplace
 from models.sngp._laplace import LaplacePrecision as LaplacePrecision
 from models.sngp._laplace import LowRankCovariance as LowRankCovariance
 from models.sngp._laplace import likelihood_curvature as likelihood_curvature

@@ -84,7 +84,9 @@ class LaplacePrecision(eqx.Module):
         size = self.data_precision.shape[0]
         return self.prior_precision * jnp.eye(size) + self.data_precision
 
-    def _batch_term(self, features: jax.Array, logits: jax.Array) -> jax.Array:
+    def _batch_term(
+        self, features: jax.Array, logits: jax.Array, mask: jax.Array | None
+    ) -> jax.Array:
         size = self.data_precision.shape[0]
         if features.ndim != 2 or features.shape[1] != size:
             raise ValueError(
@@ -97,25 +99,40 @@ class LaplacePrecision(eqx.Module):
                 f"[{features.shape[0]}, classes]"
             )
         weights = likelihood_curvature(logits)
+        if mask is not None:
+            if mask.shape != (features.shape[0],):
+                raise ValueError(
+                    f"mask has shape {mask.shape}; give one flag per feature row, "
+                    f"[{features.shape[0]}]"
+                )
+            weights = jnp.where(mask, weights, 0.0)
         return (features * weights[:, None]).T @ features
 
-    def update(self, features: jax.Array, logits: jax.Array) -> LaplacePrecision:
+    def update(
+        self, features: jax.Array, logits: jax.Array, *, mask: jax.Array | None = None
+    ) -> LaplacePrecision:
         """Adds a batch exactly: ``data_precision + Σ_batch w φφᵀ``.
 
         Args:
             features: ``[B, D]`` random features of the batch.
             logits: ``[B, K]`` the output layer's logits for the batch (at the mode).
+            mask: ``[B]`` booleans, ``False`` for padding rows to leave out; ``None``: all in.
 
         Returns:
             The updated precision.
         """
-        term = self._batch_term(features, logits)
-        return LaplacePrecision(
-            self.data_precision + term, self.count + features.shape[0], self.prior_precision
-        )
+        term = self._batch_term(features, logits, mask)
+        rows = features.shape[0] if mask is None else jnp.sum(mask)
+        return LaplacePrecision(self.data_precision + term, self.count + rows, self.prior_precision)
 
     def momentum_update(
-        self, features: jax.Array, logits: jax.Array, momentum: float, num_data: int
+        self,
+        features: jax.Array,
+        logits: jax.Array,
+        momentum: float,
+        num_data: int,
+        *,
+        mask: jax.Array | None = None,
     ) -> LaplacePrecision:
         """Moves the data term towards this batch's estimate of the full-data sum:
 
@@ -126,13 +143,16 @@ class LaplacePrecision(eqx.Module):
             logits: ``[B, K]`` logits for the batch.
             momentum: ``m`` in ``[0, 1)``.
             num_data: the size ``N`` of the data set the batches come from.
+            mask: ``[B]`` booleans, ``False`` for padding rows to leave out (``B`` is then
+                the number of rows kept); ``None``: all in.
 
         Returns:
             The updated precision.
         """
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-        estimate = self._batch_term(features, logits) * (num_data / features.shape[0])
+        rows = features.shape[0] if mask is None else jnp.maximum(jnp.sum(mask), 1)
+        estimate = self._batch_term(features, logits, mask) * (num_data / rows)
         m = jnp.where(self.count > 0, momentum, 0.0)
         return LaplacePrecision(
             m * self.data_precision + (1 - m) * estimate, self.count + 1, self.prior_precision

@@ -54,13 +54,13 @@ def fit_laplace(
     precision = LaplacePrecision.init(model.head.num_features, prior_precision)
     for start in range(0, num_rows(inputs), batch_size):
         rows = jax.tree.map(lambda a, start=start: a[start : start + batch_size], inputs)
-        features, logits = _features_and_logits(model, state, rows)
+        features, logits = features_and_logits(model, state, rows)
         precision = precision.update(features, logits)
     return precision
 
 
 @eqx.filter_jit
-def _features_and_logits(model, state, inputs):
+def features_and_logits(model, state, inputs):
     features, _ = apply_to_batch(model, state, inputs, method="random_features")
     return features, features @ model.head.output
 
@@ -135,7 +135,7 @@ def predict(
 
 @eqx.filter_jit
 def _predict(model, state, covariance, inputs):
-    features, logits = _features_and_logits(model, state, inputs)
+    features, logits = features_and_logits(model, state, inputs)
     if isinstance(covariance, LowRankCovariance):
         return Prediction(logits, covariance.variance(features))
     return Prediction(logits, predictive_variance(covariance, features))

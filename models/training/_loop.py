@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Protocol
 
 import equinox as eqx
 import jax
@@ -24,6 +24,8 @@ class TrainResult:
         model: the trained model.
         state: its ``eqx.nn.State`` after the last step (spectral-norm vectors).
         losses: ``[steps]`` numpy array of the minibatch loss before each update.
+        precision: what ``train``'s ``laplace`` built during the final epoch (a
+            ``sngp.LaplacePrecision``), or ``None`` without one.
 
     Example:
         >>> import equinox as eqx, jax, jax.numpy as jnp, optax
@@ -39,6 +41,27 @@ class TrainResult:
     model: Any
     state: Any
     losses: np.ndarray
+    precision: Any = None
+
+
+class FinalEpochStatistic(Protocol):
+    """What ``train`` accumulates over its final epoch (``sngp.MomentumLaplace``)."""
+
+    def init(self, model: Any, prior_precision: float) -> Any:
+        """The empty statistic at the start of the final epoch."""
+        ...
+
+    def update(
+        self,
+        statistic: Any,
+        model: Any,
+        state: eqx.nn.State,
+        inputs: Any,
+        mask: jax.Array,
+        num_data: int,
+    ) -> Any:
+        """Adds a batch (rows with ``mask`` ``False`` are padding) after a step."""
+        ...
 
 
 def log_likelihood(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -67,6 +90,7 @@ def train(
     batch_size: int,
     key: jax.Array,
     prior_precision: float = 1.0,
+    laplace: FinalEpochStatistic | None = None,
 ) -> TrainResult:
     """Trains a classifier to the mode of its posterior under a Gaussian weight prior.
 
@@ -77,6 +101,13 @@ def train(
     SNGP output layer (``sngp.fit_laplace``). Batches of ``batch_size`` rows are drawn
     without replacement at each step; the state (spectral-norm vectors) is updated by
     every forward pass and carried along. All steps run in one jitted ``jax.lax.scan``.
+
+    With ``laplace`` (``sngp.MomentumLaplace``), the last ``⌈N/B⌉`` of the ``steps`` form a
+    final epoch: one sweep over the data in a random order, its last batch topped up with
+    rows from the start of the sweep. ``laplace`` starts afresh at the start of that epoch
+    and takes in every batch after its step (the top-up rows masked out), so the SNGP
+    output layer's Laplace precision comes with the trained model, with no pass after
+    training.
 
     Args:
         model: a classifier called as ``model(x, state, *, key=None) -> (logits, state)``
@@ -90,13 +121,15 @@ def train(
         batch_size: rows per step.
         key: the PRNG key (batches and dropout).
         prior_precision: ``τ``.
+        laplace: a precision to build during the final epoch, or ``None``.
 
     Returns:
-        ``TrainResult(model, state, losses)``.
+        ``TrainResult(model, state, losses, precision)`` (``precision`` is ``None`` without
+        ``laplace``).
 
     Raises:
-        ValueError: for inputs and labels of different lengths, or a batch size larger
-            than the data.
+        ValueError: for inputs and labels of different lengths, a batch size larger
+            than the data, or (with ``laplace``) fewer steps than one epoch.
 
     Example:
         >>> import equinox as eqx, jax, jax.numpy as jnp, optax
@@ -118,9 +151,15 @@ def train(
         )
     if not 1 <= batch_size <= size:
         raise ValueError(f"batch_size must lie in 1..{size}, got {batch_size}")
+    epoch = -(-size // batch_size)
+    if laplace is not None and steps < epoch:
+        raise ValueError(
+            f"steps={steps} is less than one epoch ({epoch} batches of {batch_size} rows); "
+            f"with laplace, the last {epoch} steps sweep the data once, so give steps >= {epoch}"
+        )
     params, static = eqx.partition(model, trainable(model))
     opt_state = optimizer.init(params)
-    params, state, losses = _run(
+    params, state, losses, precision = _run(
         params,
         static,
         state,
@@ -132,12 +171,26 @@ def train(
         steps,
         batch_size,
         float(prior_precision),
+        laplace,
     )
-    return TrainResult(eqx.combine(params, static), state, np.asarray(losses))
+    return TrainResult(eqx.combine(params, static), state, np.asarray(losses), precision)
 
 
 @eqx.filter_jit
-def _run(params, static, state, opt_state, optimizer, inputs, labels, key, steps, batch_size, tau):
+def _run(
+    params,
+    static,
+    state,
+    opt_state,
+    optimizer,
+    inputs,
+    labels,
+    key,
+    steps,
+    batch_size,
+    tau,
+    laplace,
+):
     num_data = num_rows(inputs)
 
     def loss_fn(params, state, x, y, key):
@@ -146,17 +199,55 @@ def _run(params, static, state, opt_state, optimizer, inputs, labels, key, steps
         penalty = sum(jnp.sum(p**2) for p in jax.tree.leaves(params))
         return -jnp.mean(log_likelihood(logits, y)) + tau / (2 * num_data) * penalty, state
 
-    def step(carry, step_key):
+    def step(carry, rows, dropout_key):
         params, state, opt_state = carry
-        batch_key, dropout_key = jax.random.split(step_key)
-        rows = jax.random.choice(batch_key, num_data, (batch_size,), replace=False)
         (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             params, state, jax.tree.map(lambda a: a[rows], inputs), labels[rows], dropout_key
         )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), state, opt_state), loss
 
-    (params, state, _), losses = jax.lax.scan(
-        step, (params, state, opt_state), jax.random.split(key, steps)
+    def random_batch_step(carry, step_key):
+        batch_key, dropout_key = jax.random.split(step_key)
+        rows = jax.random.choice(batch_key, num_data, (batch_size,), replace=False)
+        return step(carry, rows, dropout_key)
+
+    step_keys = jax.random.split(key, steps)
+    if laplace is None:
+        (params, state, _), losses = jax.lax.scan(
+            random_batch_step, (params, state, opt_state), step_keys
+        )
+        return params, state, losses, None
+
+    epoch = -(-num_data // batch_size)
+    (params, state, opt_state), losses = jax.lax.scan(
+        random_batch_step, (params, state, opt_state), step_keys[: steps - epoch]
     )
-    return params, state, losses
+    # the final epoch: one sweep in a random order, the last batch topped up from its start
+    order = jax.random.permutation(jax.random.fold_in(key, steps), num_data)
+    padded = jnp.concatenate([order, order[: epoch * batch_size - num_data]])
+    batches = padded.reshape(epoch, batch_size)
+    masks = (jnp.arange(epoch * batch_size) < num_data).reshape(epoch, batch_size)
+
+    def final_epoch_step(carry, batch):
+        params, state, opt_state, statistic = carry
+        rows, mask, step_key = batch
+        _, dropout_key = jax.random.split(step_key)
+        (params, state, opt_state), loss = step((params, state, opt_state), rows, dropout_key)
+        statistic = laplace.update(
+            statistic,
+            eqx.combine(params, static),
+            state,
+            jax.tree.map(lambda a: a[rows], inputs),
+            mask,
+            num_data,
+        )
+        return (params, state, opt_state, statistic), loss
+
+    statistic = laplace.init(eqx.combine(params, static), tau)
+    (params, state, _, statistic), final_losses = jax.lax.scan(
+        final_epoch_step,
+        (params, state, opt_state, statistic),
+        (batches, masks, step_keys[steps - epoch :]),
+    )
+    return params, state, jnp.concatenate([losses, final_losses]), statistic

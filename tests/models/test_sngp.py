@@ -187,6 +187,94 @@ def test_momentum_updates_track_the_full_data_precision():
     np.testing.assert_allclose(tracked.data_precision, exact.data_precision, rtol=0.02, atol=0.02)
 
 
+def test_masked_rows_are_left_out_of_the_precision():
+    features, _ = binary_problem(n=20)
+    logits = features[:, :1]
+    mask = jnp.arange(20) < 13
+    start = sngp.LaplacePrecision.init(5).update(features[13:], logits[13:])
+    masked = start.update(features, logits, mask=mask)
+    kept = start.update(features[:13], logits[:13])
+    np.testing.assert_allclose(masked.data_precision, kept.data_precision, rtol=1e-5, atol=1e-6)
+    assert int(masked.count) == int(kept.count) == 20
+    # a moving average scales the kept rows' sum by N / (rows kept), not N / (batch rows)
+    masked = masked.momentum_update(features, logits, 0.5, 60, mask=mask)
+    kept = kept.momentum_update(features[:13], logits[:13], 0.5, 60)
+    np.testing.assert_allclose(masked.data_precision, kept.data_precision, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"one flag per feature row, \[20\]"):
+        start.update(features, logits, mask=mask[:5])
+
+
+def small_sngp(key=0):
+    return eqx.nn.make_with_state(sngp.SNGPClassifier)(
+        2, 2, width=16, depth=2, num_features=64, length_scale=0.5, key=jax.random.key(key)
+    )
+
+
+def test_accumulating_over_the_final_epoch_is_the_exact_pass_when_the_weights_are_fixed():
+    # 100 rows in batches of 32: a final epoch of 4 steps, the last topped up with 28 rows
+    # that must not count twice; a zero learning rate keeps the weights those of the pass
+    x = jax.random.normal(jax.random.key(0), (100, 2))
+    y = (x[:, 0] > 0).astype(jnp.int32)
+    model, state = small_sngp()
+    result = train(
+        model,
+        state,
+        x,
+        y,
+        optimizer=optax.sgd(0.0),
+        steps=60,
+        batch_size=32,
+        key=jax.random.key(1),
+        prior_precision=2.0,
+        laplace=sngp.MomentumLaplace(1.0),
+    )
+    exact = sngp.fit_laplace(result.model, result.state, x, prior_precision=2.0)
+    assert int(result.precision.count) == int(exact.count) == 100
+    assert result.precision.prior_precision == 2.0
+    np.testing.assert_allclose(
+        result.precision.data_precision, exact.data_precision, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_a_moving_average_over_the_final_epoch_approximates_the_exact_pass():
+    keys = jax.random.split(jax.random.key(0), 3)
+    y = jax.random.bernoulli(keys[0], 0.5, (400,)).astype(jnp.int32)
+    x = jnp.stack([2.0 * y - 1, jnp.zeros(400)], -1) + 0.3 * jax.random.normal(keys[1], (400, 2))
+    model, state = small_sngp(1)
+    options = dict(optimizer=optax.adam(3e-3), steps=200, batch_size=50, key=keys[2])
+    plain = train(model, state, x, y, **options)
+    result = train(model, state, x, y, **options, laplace=sngp.MomentumLaplace(0.5))
+    assert plain.precision is None
+    # the option changes the final epoch (8 steps) only
+    np.testing.assert_array_equal(result.losses[:192], plain.losses[:192])
+    assert result.losses.shape == (200,) and int(result.precision.count) == 8
+    exact = sngp.fit_laplace(result.model, result.state, x)
+    error = jnp.linalg.norm(result.precision.data_precision - exact.data_precision)
+    assert float(error / jnp.linalg.norm(exact.data_precision)) < 0.12
+    test_points = jnp.concatenate([x[:50], jnp.array([[0.0, 4.0], [4.0, 4.0], [-4.0, 0.0]])])
+    variance = sngp.predict(result.model, result.state, result.precision.covariance(), test_points)
+    reference = sngp.predict(result.model, result.state, exact.covariance(), test_points)
+    np.testing.assert_allclose(variance.variance, reference.variance, rtol=0.2)
+
+
+def test_the_final_epoch_options_are_checked():
+    with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\]"):
+        sngp.MomentumLaplace(1.5)
+    model, state = small_sngp()
+    with pytest.raises(ValueError, match=r"steps=3 is less than one epoch \(4 batches.*>= 4"):
+        train(
+            model,
+            state,
+            jnp.zeros((100, 2)),
+            jnp.zeros(100, jnp.int32),
+            optimizer=optax.sgd(0.1),
+            steps=3,
+            batch_size=32,
+            key=jax.random.key(0),
+            laplace=sngp.MomentumLaplace(1.0),
+        )
+
+
 def test_the_low_rank_covariance_over_estimates_within_its_bound():
     decay = 0.7 ** jnp.arange(24.0)  # a data term with a decaying spectrum
     features = jax.random.normal(jax.random.key(0), (300, 24)) * decay[None]
