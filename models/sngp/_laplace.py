@@ -283,4 +283,19 @@ def predictive_variance(covariance: jax.Array, features: jax.Array) -> jax.Array
             f"features has shape {features.shape}; the covariance is over "
             f"{covariance.shape[0]} features, so give [examples, {covariance.shape[0]}]"
         )
-    return jnp.einsum("nd,de,ne->n", features, covariance, features)
+    # Σ is symmetric: over blocks of features, φᵀΣφ = Σ_i φ_iᵀ(Σ_ii φ_i + 2 Σ_{j>i} Σ_ij φ_j),
+    # which reads the blocks on and above the diagonal only: (b + 1)/2b of the full quadratic
+    # form's N·D² multiply-adds for b blocks (5/8 for D = 1,024), in matrix products
+    size = covariance.shape[0]
+    variance = jnp.zeros(features.shape[0], jnp.result_type(features, covariance))
+    for start in range(0, size, _VARIANCE_BLOCK):
+        stop = min(start + _VARIANCE_BLOCK, size)
+        block = features[:, start:stop]
+        product = block @ covariance[start:stop, start:stop].T
+        if stop < size:
+            product = product + 2 * (features[:, stop:] @ covariance[start:stop, stop:].T)
+        variance = variance + jnp.sum(block * product, axis=1)
+    return variance
+
+
+_VARIANCE_BLOCK = 256  # features per block of predictive_variance: large enough for fast products

@@ -6,8 +6,8 @@ import math
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 
+from models.sngp._cosine import cosine
 from models.training._fixed import Fixed
 
 
@@ -77,7 +77,7 @@ class RandomFeatureGaussianProcess(eqx.Module):
             )
         # h Ωᵀ rather than Ω h: vmapped, one [batch, in] × [in, D] product on the stored Ω
         projected = (h @ self.projection.value.T) / self.length_scale + self.phase.value
-        return math.sqrt(2.0 / self.num_features) * jnp.cos(projected)
+        return math.sqrt(2.0 / self.num_features) * cosine(projected)
 
     def __call__(self, h: jax.Array) -> jax.Array:
         """The ``[K]`` logits ``βᵀφ(h)`` at the posterior mode."""

@@ -12,6 +12,7 @@ import pytest
 
 from models import sngp
 from models.last_layer import bayesian_last_layer, laplace_last_layer
+from models.sngp._cosine import LARGEST_ARGUMENT, cosine
 from models.training import apply_to_batch, train
 
 
@@ -104,6 +105,23 @@ def test_random_features_approximate_the_rbf_kernel():
     kernel = jnp.exp(-distances / (2 * 1.5**2))
     # Monte Carlo error of a mean of D terms bounded by 1: sd <= 1/sqrt(D) = 0.011
     np.testing.assert_allclose(features @ features.T, kernel, atol=0.05)
+
+
+def test_the_random_feature_cosine_is_cos_to_float32_rounding_with_its_derivative():
+    x = jnp.concatenate(
+        [
+            jnp.linspace(-10.0, 10.0, 20_001),  # every quadrant and its edges, densely
+            1000.0 * jax.random.normal(jax.random.key(0), (20_000,)),
+            jnp.array([0.0, math.pi / 4, math.pi / 2, math.pi]),
+        ]
+    )
+    exact = np.asarray(x, np.float64)
+    np.testing.assert_allclose(cosine(x), np.cos(exact), rtol=0, atol=2e-7)
+    derivative = jax.jit(jax.vmap(jax.grad(cosine)))(x)
+    np.testing.assert_allclose(derivative, -np.sin(exact), rtol=0, atol=2e-7)
+    # the range reduction's error grows with |x|, to 1e-6 at the largest argument
+    large = jnp.linspace(-LARGEST_ARGUMENT, LARGEST_ARGUMENT, 20_001)
+    np.testing.assert_allclose(cosine(large), np.cos(np.asarray(large, np.float64)), atol=1e-6)
 
 
 def test_random_features_reject_a_wrong_representation_size():
@@ -292,6 +310,25 @@ def test_the_low_rank_covariance_over_estimates_within_its_bound():
     assert gaps[0] > gaps[1] > gaps[2]
     full = precision.low_rank_covariance(24)
     np.testing.assert_allclose(full.variance(test), exact, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [40, 600])  # one block; blocks of 256, 256 and 88
+def test_the_predictive_variance_is_the_quadratic_form(size):
+    features = jax.random.normal(jax.random.key(0), (300, size)) / math.sqrt(size)
+    precision = sngp.LaplacePrecision.init(size).update(features, jnp.zeros((300, 1)))
+    covariance = precision.covariance()
+    test = jax.random.normal(jax.random.key(1), (50, size))
+    exact = np.einsum("nd,de,ne->n", *(np.asarray(a, np.float64) for a in (test, covariance, test)))
+    np.testing.assert_allclose(sngp.predictive_variance(covariance, test), exact, rtol=2e-5)
+    if size <= 256:
+        return
+    # over several blocks, a non-symmetric matrix would be read wrongly: Σ = Σᵀ is relied on
+    skewed = covariance + jnp.triu(jnp.ones((size, size)), 1)
+    assert not jnp.allclose(
+        sngp.predictive_variance(skewed, test),
+        jnp.einsum("nd,de,ne->n", test, skewed, test),
+        rtol=1e-2,
+    )
 
 
 def test_covariance_before_any_data_is_an_error_that_says_what_to_do():
