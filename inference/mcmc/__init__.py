@@ -1,11 +1,11 @@
 """MCMC on traces: kernels (``init``/``step`` pairs whose state is the trace)."""
 
+from inference.mcmc._adaptation import window_adaptation as window_adaptation
 from inference.mcmc._gibbs import GibbsInfo as GibbsInfo
 from inference.mcmc._gibbs import gibbs as gibbs
 from inference.mcmc._gradient import hmc as hmc
 from inference.mcmc._gradient import mala as mala
 from inference.mcmc._gradient import nuts as nuts
-from inference.mcmc._gradient import window_adaptation as window_adaptation
 from inference.mcmc._kernel import Kernel as Kernel
 from inference.mcmc._kernel import cycle as cycle
 from inference.mcmc._mh import MHInfo as MHInfo

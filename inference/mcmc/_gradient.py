@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import blackjax
-import jax
 
 from inference.mcmc._kernel import Kernel, _identity
 from inference.mcmc._unconstrained import Unconstrained
@@ -112,32 +111,3 @@ def mala(model: GenerativeFunction, selection: Selection, step_size: float) -> K
         1.0
     """
     return _on_trace(model, selection, lambda logdensity: blackjax.mala(logdensity, step_size))
-
-
-def window_adaptation(
-    model: GenerativeFunction,
-    selection: Selection,
-    trace: Any,
-    key: jax.Array,
-    num_steps: int,
-    algorithm: Any = blackjax.nuts,
-    is_mass_matrix_diagonal: bool = True,
-    target_acceptance_rate: float = 0.8,
-) -> tuple[Any, dict]:
-    """blackjax's Stan-style window adaptation of step size and mass matrix.
-
-    The other choices are held at their values in ``trace`` during adaptation.
-
-    Returns:
-        ``(adapted trace, parameters)`` with ``parameters`` the dict
-        ``{"step_size", "inverse_mass_matrix"}`` to pass to ``nuts``/``hmc``.
-    """
-    view = Unconstrained(model, trace, selection)
-    adaptation = blackjax.window_adaptation(
-        algorithm,
-        view.logdensity_fn(trace),
-        is_mass_matrix_diagonal=is_mass_matrix_diagonal,
-        target_acceptance_rate=target_acceptance_rate,
-    )
-    (state, parameters), _ = adaptation.run(key, view.position(trace), num_steps)
-    return view.to_trace(state.position, trace), parameters

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from inference.mcmc._gradient import nuts, window_adaptation
+from inference.mcmc._adaptation import schedule, stepwise_window_adaptation
+from inference.mcmc._gradient import nuts
 from inference.mcmc._kernel import Kernel
 from inference.sharding._chains import ONE_DEVICE, ChainPlacement
 from ppl import AddressError, ChoiceMap, GenerativeFunction, select
@@ -84,8 +85,8 @@ def run(
     """Runs vectorised MCMC chains on ``model`` conditioned on ``observations``.
 
     With ``kernel=None`` every unobserved choice (all must be continuous) is moved by NUTS
-    after blackjax's window adaptation (per chain, ``num_warmup`` steps). A given ``kernel``
-    runs ``num_warmup`` unadapted steps first.
+    after blackjax's window adaptation (per chain, ``num_warmup`` steps, with blackjax's
+    result). A given ``kernel`` runs ``num_warmup`` unadapted steps first.
 
     Args:
         model: the generative function.
@@ -99,12 +100,12 @@ def run(
         thinning: steps per kept draw.
         init: ``None`` (a prior draw per chain), ``"median"`` (the median of 15 prior
             draws, per choice) or a dict/``ChoiceMap`` of values for some latent choices.
-        progress_bar: show progress over the sampling chunks.
-        num_chunks: sampling is compiled once and run in this many chunks (for progress and
-            checkpoints).
+        progress_bar: show progress over the warm-up and sampling chunks.
+        num_chunks: warm-up and sampling each run in this many chunks (for progress and
+            checkpoints); one compiled program runs all the warm-up chunks.
         checkpoint: a file path; the state (traces, adaptation, draws so far) is saved after
-            each chunk, and a run given the same key, sizes and path resumes from it with
-            exactly the result of an uninterrupted run.
+            each warm-up and each sampling chunk, and a run given the same key, sizes and path
+            resumes from it with exactly the result of an uninterrupted run.
         mesh: a mesh with an axis ``"chains"`` (``inference.sharding.make_mesh``): the
             chains are split across its devices, each device running its block of chains
             (``jax.shard_map``); ``num_chains`` must be a multiple of the axis size. Each
@@ -140,42 +141,106 @@ def run(
     observed = constrained_addresses(observations, structure)
     placement = ChainPlacement(mesh)
     placement.check(num_chains)
-    programs = _programs(model, kernel, observed, num_warmup, thinning, placement)
-    saved = _load(checkpoint, key, num_chains, num_samples, num_chunks, thinning)
-    if saved is None:
+    programs = _programs(model, kernel, observed, thinning, placement)
+    sizes = (num_chains, num_warmup, num_samples, num_chunks, thinning)
+    progress = _load(checkpoint, key, *sizes)
+    if progress is None:
         traces = _initial_traces(
             model, observations, programs.latent, init, init_key, args, num_chains
         )
-        traces, parameters = programs.warmup(
-            *placement.place((jax.random.split(warmup_key, num_chains), traces))
+        progress = _Progress(0, programs.warmup_init(placement.place(traces)), None, None, [])
+
+    def save(progress: _Progress) -> None:
+        if checkpoint is not None:
+            _save(checkpoint, key, *sizes, progress)
+
+    if progress.traces is None:
+        traces, parameters = _warm_up(
+            programs,
+            placement,
+            progress,
+            warmup_key,
+            num_chains,
+            num_warmup,
+            num_chunks,
+            progress_bar,
+            save,
         )
-        pieces: list = []
     else:
-        traces, parameters, pieces = saved
-        traces, parameters = placement.place((traces, parameters))
-    run_chunk = programs.chunk
-    sizes = [len(part) for part in np.array_split(np.arange(num_samples), num_chunks)]
-    chunk_keys = jax.random.split(sample_key, len(sizes))
+        traces, parameters = placement.place((progress.traces, progress.parameters))
+    pieces = progress.pieces
+    chunk_sizes = [len(part) for part in np.array_split(np.arange(num_samples), num_chunks)]
+    chunk_keys = jax.random.split(sample_key, len(chunk_sizes))
     bar = tqdm(total=num_samples, disable=not progress_bar, desc="sampling")
-    bar.update(sum(sizes[: len(pieces)]))
-    for size, chunk_key in list(zip(sizes, chunk_keys, strict=True))[len(pieces) :]:
+    bar.update(sum(chunk_sizes[: len(pieces)]))
+    for size, chunk_key in list(zip(chunk_sizes, chunk_keys, strict=True))[len(pieces) :]:
         chain_keys = placement.place(jax.random.split(chunk_key, num_chains))
-        traces, kept = run_chunk(traces, chain_keys, parameters, size)
+        traces, kept = programs.chunk(traces, chain_keys, parameters, size)
         pieces.append(placement.fetch(kept))
         bar.update(size)
-        if checkpoint is not None:
-            _save(
-                checkpoint,
-                key,
-                num_chains,
-                num_samples,
-                num_chunks,
-                thinning,
-                (traces, parameters, pieces),
-            )
+        save(_Progress(progress.warmup_done, None, traces, parameters, pieces))
         _after_chunk(len(pieces))
     bar.close()
     return _to_arviz(pieces, parameters, observations, num_chains, num_samples)
+
+
+class _Progress(NamedTuple):
+    """What a checkpoint holds: the warm-up state until warm-up ends, then the chains.
+
+    ``warmup_done`` warm-up chunks are done; while warm-up runs ``warmup`` is its state (per
+    chain) and ``traces`` is ``None``; afterwards ``traces`` and ``parameters`` are the chains
+    and the adapted parameters and ``pieces`` the kept draws of each sampling chunk so far.
+    """
+
+    warmup_done: int
+    warmup: Any
+    traces: Any
+    parameters: Any
+    pieces: list
+
+
+def _warmup_plan(key, num_chains, num_warmup, num_chunks):
+    """Per-chunk inputs of the warm-up: per-chain step keys, schedule rows, which steps run.
+
+    Chunks are ``ceil(num_warmup / num_chunks)`` steps (the last padded with steps that do
+    nothing) so that one compiled program runs them all; step ``i`` of a chain has key
+    ``split(chain_key, num_warmup)[i]`` and schedule row ``i`` however the steps are chunked.
+    """
+    length = -(-num_warmup // num_chunks) if num_warmup else 0
+    count = -(-num_warmup // length) if num_warmup else 0
+    steps = np.arange(count * length).reshape(count, length)
+    active = steps < num_warmup
+    steps = np.minimum(steps, max(num_warmup - 1, 0))
+    keys = jax.vmap(lambda k: jax.random.split(k, num_warmup))(jax.random.split(key, num_chains))
+    stages = np.asarray(schedule(num_warmup))
+    # Every input has a leading chain axis, as the mesh splits every argument along it.
+    for chunk, on in zip(steps, active, strict=True):
+        yield (
+            (
+                keys[:, chunk],
+                np.broadcast_to(stages[chunk], (num_chains, length, 2)),
+                np.broadcast_to(on, (num_chains, length)),
+            ),
+            int(on.sum()),
+        )
+
+
+def _warm_up(
+    programs, placement, progress, key, num_chains, num_warmup, num_chunks, progress_bar, save
+):
+    """Runs (or resumes) the warm-up chunk by chunk, saving after each; the adapted chains."""
+    state, done = placement.place(progress.warmup), progress.warmup_done
+    plan = list(_warmup_plan(key, num_chains, num_warmup, num_chunks))
+    bar = tqdm(total=num_warmup, disable=not progress_bar, desc="warm-up")
+    bar.update(sum(steps for _, steps in plan[:done]))
+    for inputs, steps in plan[done:]:
+        state = programs.warmup_chunk(state, *placement.place(inputs))
+        done += 1
+        bar.update(steps)
+        save(_Progress(done, state, None, None, []))
+        _after_warmup_chunk(done)
+    bar.close()
+    return programs.warmup_final(state)
 
 
 def _initial_traces(model, observations, latent, init, key, args, num_chains):
@@ -206,7 +271,9 @@ def _initial_traces(model, observations, latent, init, key, args, num_chains):
 
 class _Programs(NamedTuple):
     latent: Any
-    warmup: Callable
+    warmup_init: Callable
+    warmup_chunk: Callable
+    warmup_final: Callable
     chunk: Callable
 
 
@@ -215,7 +282,6 @@ def _programs(
     model: GenerativeFunction,
     kernel: Kernel | None,
     observed: tuple,
-    num_warmup: int,
     thinning: int,
     placement: ChainPlacement = ONE_DEVICE,
 ) -> _Programs:
@@ -225,6 +291,7 @@ def _programs(
     With a mesh, each device runs its block of chains (``ChainPlacement.map``).
     """
     latent = ~select(*observed)
+    adaptation = stepwise_window_adaptation(model, latent)
 
     def step(key, trace, parameters):
         if kernel is not None:
@@ -232,13 +299,26 @@ def _programs(
         adapted = nuts(model, latent, parameters["step_size"], parameters["inverse_mass_matrix"])
         return adapted.step(key, trace)
 
-    def warmup(key, trace):
-        if kernel is None:
-            return window_adaptation(model, latent, trace, key, num_warmup)
-        moved = jax.lax.scan(
-            lambda t, k: (kernel.step(k, t)[0], None), trace, jax.random.split(key, num_warmup)
-        )[0]
-        return moved, None
+    # The warm-up state is the trace for a given kernel (run unadapted), else window
+    # adaptation's state. A warm-up step with ``active`` false leaves the state as it is.
+    def warmup_init(trace):
+        return _strongly_typed(trace if kernel is not None else adaptation.init(trace))
+
+    def warmup_step(state, inputs):
+        key, stage, active = inputs
+
+        def advance(state):
+            if kernel is not None:
+                return kernel.step(key, state)[0]
+            return adaptation.step(key, stage, state)
+
+        return jax.lax.cond(active, advance, lambda state: state, state), None
+
+    def warmup_chunk(state, keys, stages, active):
+        return jax.lax.scan(warmup_step, state, (keys, stages, active))[0]
+
+    def warmup_final(state):
+        return _strongly_typed((state, None) if kernel is not None else adaptation.final(state))
 
     def draw(trace, key, parameters):
         trace, info = jax.lax.scan(
@@ -257,15 +337,41 @@ def _programs(
         per_chain = jax.vmap(lambda t, k, p: chunk(t, k, p, length))
         return placement.map(per_chain)(traces, keys, parameters)
 
+    def per_chain(function):
+        return jax.jit(placement.map(jax.vmap(function)))
+
     return _Programs(
         latent,
-        jax.jit(placement.map(jax.vmap(warmup))),
+        per_chain(warmup_init),
+        per_chain(warmup_chunk),
+        per_chain(warmup_final),
         jax.jit(chunks, static_argnums=3),
     )
 
 
+def _strongly_typed(tree: Any) -> Any:
+    """``tree`` without weakly typed leaves (e.g. from Python floats).
+
+    A checkpoint stores NumPy arrays, which are never weakly typed, so a resumed run would
+    otherwise call the chunk programs with other types than an uninterrupted one and compile
+    them again.
+    """
+
+    def strong(leaf: Any) -> Any:
+        leaf = jnp.asarray(leaf)
+        return (
+            jax.lax.convert_element_type(leaf, leaf.dtype) if jax.typeof(leaf).weak_type else leaf
+        )
+
+    return jax.tree.map(strong, tree)
+
+
 def _after_chunk(done: int) -> None:
-    """Called after each saved chunk (a seam for interruption tests)."""
+    """Called after each saved sampling chunk (a seam for interruption tests)."""
+
+
+def _after_warmup_chunk(done: int) -> None:
+    """Called after each saved warm-up chunk (a seam for interruption tests)."""
 
 
 def _fingerprint(key, *sizes) -> list:
@@ -290,7 +396,8 @@ def _load(path, key, *sizes):
     if saved["fingerprint"] != _fingerprint(key, *sizes):
         raise ValueError(
             f"checkpoint {path} was written by a run with another key or other sizes "
-            "(num_chains, num_samples, num_chunks, thinning); delete it or use another path"
+            "(num_chains, num_warmup, num_samples, num_chunks, thinning); delete it or use "
+            "another path"
         )
     return saved["state"]
 

@@ -1,6 +1,9 @@
 """mcmc.run: checkpoints, initialisation, predictive draws, vector- and matrix-valued sites."""
 
+import logging
+
 import arviz
+import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +11,7 @@ import pytest
 
 from inference import mcmc
 from inference.mcmc import _run
-from ppl import Vmap, gen, mv_normal, normal, select
+from ppl import ChoiceMap, Vmap, gamma, gen, mv_normal, normal, select
 
 KEY = jax.random.key(3)
 
@@ -42,6 +45,122 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
     )
     with pytest.raises(ValueError, match="another key or other sizes"):
         mcmc.run(location, DATA, jax.random.key(4), checkpoint=path, **SETTINGS)
+
+
+def test_run_interrupted_during_warmup_resumes_to_the_uninterrupted_result(
+    tmp_path, monkeypatch, caplog
+):
+    # 50 warm-up steps in 4 chunks of 13 (the last padded): interrupted after the second,
+    # i.e. inside the first slow window of the schedule (steps 7..44).
+    reference = mcmc.run(location, DATA, KEY, **SETTINGS)
+    path = str(tmp_path / "run.ckpt")
+
+    def interrupt(done):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_run, "_after_warmup_chunk", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        mcmc.run(location, DATA, KEY, checkpoint=path, **SETTINGS)
+    monkeypatch.setattr(_run, "_after_warmup_chunk", lambda done: None)
+    # The compiled programs are reused: a resumed run compiles none of them again.
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        resumed = mcmc.run(location, DATA, KEY, checkpoint=path, **SETTINGS)
+    compiled = " ".join(record.getMessage() for record in caplog.records)
+    for program in ("warmup_chunk", "warmup_final", "chunks"):
+        assert f"jit({program})" not in compiled
+    np.testing.assert_array_equal(resumed.posterior["mu"], reference.posterior["mu"])
+    np.testing.assert_array_equal(
+        resumed.sample_stats["step_size"], reference.sample_stats["step_size"]
+    )
+
+
+def test_warmup_chunks_are_one_compiled_program(caplog):
+    # 30 steps in 4 chunks of 8, the last padded; chains of a new shape compile the program once.
+    settings = SETTINGS | {"num_chains": 3, "num_warmup": 30}
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        mcmc.run(location, DATA, KEY, **settings)
+    compiled = [record.getMessage() for record in caplog.records]
+    assert sum("Compiling jit(warmup_chunk)" in message for message in compiled) == 1
+
+
+def test_chunked_warmup_is_blackjax_window_adaptation():
+    # However the warm-up is chunked (1 chunk; 3 of 17 steps and 4 of 13, the last padded),
+    # the adapted step sizes are bit-identical.
+    step_sizes = [
+        mcmc.run(location, DATA, KEY, **SETTINGS | {"num_chunks": n, "num_samples": 10 * n})
+        .sample_stats["step_size"]
+        .values[:, 0]
+        for n in (1, 3, 4)
+    ]
+    for other in step_sizes[1:]:
+        np.testing.assert_array_equal(other, step_sizes[0])
+    # They are blackjax's window adaptation run in one call from the same initial points with
+    # the same keys, up to float32 rounding: in that single program XLA folds the constant
+    # initial adaptation state into the first steps, while a resumable warm-up takes it as
+    # data, and the folded arithmetic rounds differently in the last bits.
+    init_key, warmup_key, _ = jax.random.split(KEY, 3)
+    num_chains, num_warmup = SETTINGS["num_chains"], SETTINGS["num_warmup"]
+    traces = _run._initial_traces(
+        location, ChoiceMap.from_dict(DATA), select("mu"), None, init_key, (), num_chains
+    )
+
+    def blackjax_warmup(trace, key):
+        view = mcmc.Unconstrained(location, trace, select("mu"))
+        warmup = blackjax.window_adaptation(blackjax.nuts, view.logdensity_fn(trace))
+        (_, parameters), _ = warmup.run(key, view.position(trace), num_warmup)
+        return parameters["step_size"]
+
+    expected = jax.jit(jax.vmap(blackjax_warmup))(traces, jax.random.split(warmup_key, num_chains))
+    np.testing.assert_allclose(step_sizes[0], expected, rtol=1e-5)
+
+
+def test_chunked_warmup_samples_the_conjugate_posterior():
+    # mu ~ N(0, 2^2), ys | mu ~ N(mu, 1): mu | ys ~ N(sum(ys) / 4.25, 1 / 4.25).
+    data = mcmc.run(
+        location,
+        DATA,
+        jax.random.key(11),
+        num_chains=4,
+        num_warmup=200,
+        num_samples=500,
+        num_chunks=7,
+        progress_bar=False,
+    )
+    draws = data.posterior["mu"].values
+    mean, var = float(DATA["ys"].sum()) / 4.25, 1 / 4.25
+    ess = float(arviz.ess(data)["mu"])
+    assert abs(draws.mean() - mean) < 5 * np.sqrt(var / ess)
+    # sd of a sample variance of Gaussian draws: var * sqrt(2 / ESS)
+    assert abs(draws.var() - var) < 5 * var * np.sqrt(2 / ess)
+
+
+def test_window_adaptation_is_blackjax_window_adaptation():
+    @gen
+    def scale_model():
+        scale = gamma(2.0, 1.0) @ "scale"
+        mu = normal(0.0, 2.0) @ "mu"
+        return Vmap(normal, in_axes=(None, None), axis_size=4)(mu, scale) @ "ys"
+
+    trace, _ = scale_model.generate(KEY, DATA, ())
+    latent = select("scale", "mu")
+    key = jax.random.key(5)
+
+    def blackjax_warmup(trace, key):
+        view = mcmc.Unconstrained(scale_model, trace, latent)
+        warmup = blackjax.window_adaptation(blackjax.nuts, view.logdensity_fn(trace))
+        (state, parameters), _ = warmup.run(key, view.position(trace), 150)
+        return view.to_trace(state.position, trace), parameters
+
+    ours = jax.jit(lambda t, k: mcmc.window_adaptation(scale_model, latent, t, k, 150))
+    (ours_trace, ours_parameters), (trace, parameters) = (
+        ours(trace, key),
+        jax.jit(blackjax_warmup)(trace, key),
+    )
+    for name in ("step_size", "inverse_mass_matrix"):
+        np.testing.assert_array_equal(ours_parameters[name], parameters[name])
+    for address in ("scale", "mu"):
+        np.testing.assert_array_equal(ours_trace.choices[address], trace.choices[address])
 
 
 def test_median_and_user_initialisation():
