@@ -8,6 +8,7 @@ The score of a value is the sum of ``log_prob`` over the batch dimensions.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import inspect
@@ -17,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as nd
 
@@ -31,11 +33,16 @@ from ppl._selection import Selection
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class DistributionTrace(Trace):
-    """The trace of a distribution: one value and its log density."""
+    """The trace of a distribution: one value and its log density.
+
+    Nested in another generative function's trace, ``args`` is ``None``: the parameters are
+    the caller's values, held there (copying them into every site's trace would make every
+    traced program return them again). The public methods fill it in.
+    """
 
     value: Any
     score: jax.Array
-    args: tuple
+    args: tuple | None = None
 
     @property
     def choices(self) -> Any:
@@ -160,12 +167,18 @@ class Distribution(GenerativeFunction):
         return dist.sample(key)
 
     # -- densities ---------------------------------------------------------------------------
-    def _log_density(self, dist: nd.Distribution, value: Any) -> jax.Array:
-        with warnings.catch_warnings():
+    def _log_density(self, dist: nd.Distribution, value: Any, drawn: bool = False) -> jax.Array:
+        """``sum(log p(value))``; for a value ``drawn`` from ``dist`` itself, without NumPyro's
+        support mask (it is inside by construction, and the mask costs a select per element)."""
+        return jnp.sum(self._log_densities(dist, value, drawn))
+
+    def _log_densities(self, dist: nd.Distribution, value: Any, drawn: bool) -> jax.Array:
+        unmasked = numpyro.validation_enabled(False) if drawn else contextlib.nullcontext()
+        with warnings.catch_warnings(), unmasked:
             warnings.filterwarnings("ignore", message="Out-of-support values")
-            score = jnp.sum(dist.log_prob(value))
-        check_score(score, self.name)
-        return score
+            log_p = dist.log_prob(value)
+        check_score(jnp.sum(log_p), self.name)
+        return log_p
 
     def _check_value(self, dist: nd.Distribution, value: Any) -> Any:
         value = jnp.asarray(value) if not isinstance(value, jax.Array) else value
@@ -196,7 +209,34 @@ class Distribution(GenerativeFunction):
     def _sample(self, key: jax.Array, args: tuple) -> DistributionTrace:
         dist = self.numpyro(args)
         value = self._draw(key, args, dist)
-        return DistributionTrace(value, self._log_density(dist, value), args)
+        return DistributionTrace(value, self._log_density(dist, value, drawn=True))
+
+    def _simulate_repeats(
+        self, key: jax.Array, args: tuple, axes: tuple, n: int
+    ) -> DistributionTrace | None:
+        """``n`` independent repeats as one batched draw, when every repeat's parameters are
+        scalars; ``None`` otherwise (or inside an expectation, which sees each repeat's draw).
+
+        One draw of ``n`` values needs a single key, where ``n`` vmapped draws need ``n`` keys
+        and generate random bits for each key separately.
+        """
+        from ppl.adev._primitive import is_tracing
+
+        if is_tracing():
+            return None
+        batched = []
+        for arg, axis in zip(args, axes, strict=True):
+            scalar_repeats = isinstance(arg, jax.Array | np.ndarray | float | int) and (
+                jnp.ndim(arg) == (axis is not None)
+            )
+            if not scalar_repeats:
+                return None
+            batched.append(jnp.broadcast_to(arg, (n,)))
+        dist = self.numpyro(tuple(batched))
+        if tuple(dist.batch_shape) != (n,) or tuple(dist.event_shape) != ():
+            return None
+        value = dist.sample(key)
+        return DistributionTrace(value, self._log_densities(dist, value, drawn=True))
 
     def _simulate(self, key, args):
         return self._sample(key, args)
@@ -230,15 +270,15 @@ class Distribution(GenerativeFunction):
             fresh = self._draw(key, args, dist)
             value = jnp.where(constraints.flag, self._check_value(dist, constraints.value), fresh)
             score = self._log_density(dist, value)
-            return DistributionTrace(value, score, args), jnp.where(constraints.flag, score, 0.0)
+            return DistributionTrace(value, score), jnp.where(constraints.flag, score, 0.0)
         score, value = self._assess(constraints, args)
-        return DistributionTrace(value, score, args), score
+        return DistributionTrace(value, score), score
 
     def _update(self, key, trace, constraints, args):
         dist = self.numpyro(args)
         if _is_missing(constraints):
             score = self._log_density(dist, trace.value)
-            return DistributionTrace(trace.value, score, args), score - trace.score, EMPTY
+            return DistributionTrace(trace.value, score), score - trace.score, EMPTY
         if isinstance(constraints, Masked):
             given = self._check_value(dist, constraints.value)
             value = jnp.where(constraints.flag, given, trace.value)
@@ -247,23 +287,24 @@ class Distribution(GenerativeFunction):
             value = self._check_value(dist, constraints)
             discard = trace.value
         score = self._log_density(dist, value)
-        return DistributionTrace(value, score, args), score - trace.score, discard
+        return DistributionTrace(value, score), score - trace.score, discard
 
-    def _supports(self, trace):
-        return self.numpyro(trace.args).support
+    def _supports(self, trace, args):
+        return self.numpyro(args).support
 
     def _regenerate(self, key, trace, selection: Selection, args):
         flag = selection.leaf_flag()
         dist = self.numpyro(args)
         if flag is False:
             score = self._log_density(dist, trace.value)
-            return DistributionTrace(trace.value, score, args), score - trace.score
+            return DistributionTrace(trace.value, score), score - trace.score
         fresh = self._draw(key, args, dist)
         if flag is True:
-            return DistributionTrace(fresh, self._log_density(dist, fresh), args), jnp.zeros(())
+            score = self._log_density(dist, fresh, drawn=True)
+            return DistributionTrace(fresh, score), jnp.zeros(())
         value = jnp.where(flag, fresh, trace.value)
         score = self._log_density(dist, value)
-        return DistributionTrace(value, score, args), jnp.where(flag, 0.0, score - trace.score)
+        return DistributionTrace(value, score), jnp.where(flag, 0.0, score - trace.score)
 
 
 def from_numpyro(distribution: nd.Distribution) -> Invocation:

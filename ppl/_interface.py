@@ -34,9 +34,13 @@ from ppl._selection import Selection, as_selection
 
 
 class Trace(abc.ABC):
-    """A record of one execution: choices, score (``log p``), return value and arguments."""
+    """A record of one execution: choices, score (``log p``), return value and arguments.
 
-    args: tuple
+    ``args`` is ``None`` in a trace nested in another one (see
+    ``GenerativeFunction._with_args``).
+    """
+
+    args: tuple | None
     retval: Any
     score: jax.Array
 
@@ -72,6 +76,15 @@ class Invocation:
                 ".assess(choices, args)"
             )
         return handler.visit(address, self.gen_fn, self.args)
+
+
+def _trace_args(trace: Trace, method: str) -> tuple:
+    if trace.args is None:
+        raise TypeError(
+            f"{method}: this trace was recorded inside another generative function, so it does "
+            "not hold its arguments; pass args=... explicitly (or use the outer trace)"
+        )
+    return trace.args
 
 
 def _check_args(args: Any, method: str) -> tuple:
@@ -113,7 +126,8 @@ class GenerativeFunction(abc.ABC):
         Returns:
             A trace ``t ~ p(. ; args)`` with ``t.score = log p(t)``.
         """
-        return self._simulate(key, _check_args(args, "simulate"))
+        args = _check_args(args, "simulate")
+        return self._with_args(self._simulate(key, args), args)
 
     def assess(self, choices: Any, args: tuple = ()) -> tuple[jax.Array, Any]:
         """Scores a complete set of choices.
@@ -145,7 +159,9 @@ class GenerativeFunction(abc.ABC):
             of the constraints when ``q`` is the prior (0 with no constraints, ``t.score``
             with all of them).
         """
-        return self._generate(key, as_constraints(constraints), _check_args(args, "generate"))
+        args = _check_args(args, "generate")
+        trace, weight = self._generate(key, as_constraints(constraints), args)
+        return self._with_args(trace, args), weight
 
     def update(
         self,
@@ -166,8 +182,9 @@ class GenerativeFunction(abc.ABC):
             ``(t', w, discard)`` with ``w = log p'(t') - log p(t) - log q(t'_new)`` (``t'_new``:
             choices visited only now, drawn from ``q``) and ``discard`` the replaced values.
         """
-        args = trace.args if args is None else _check_args(args, "update")
-        return self._update(key, trace, as_constraints(constraints), args)
+        args = _trace_args(trace, "update") if args is None else _check_args(args, "update")
+        new, weight, discard = self._update(key, trace, as_constraints(constraints), args)
+        return self._with_args(new, args), weight, discard
 
     def regenerate(self, key: jax.Array, trace: Trace, selection: Any) -> tuple[Trace, jax.Array]:
         """Resamples the selected choices from the model's internal proposal (the prior).
@@ -181,7 +198,9 @@ class GenerativeFunction(abc.ABC):
             ``(t', w)`` with ``w = log p(t')/p(t) - log q(t'_sel)/q(t_sel)``: the
             Metropolis–Hastings log acceptance ratio of this proposal.
         """
-        return self._regenerate(key, trace, as_selection(selection), trace.args)
+        args = _trace_args(trace, "regenerate")
+        new, weight = self._regenerate(key, trace, as_selection(selection), args)
+        return self._with_args(new, args), weight
 
     def propose(self, key: jax.Array, args: tuple = ()) -> tuple[Any, jax.Array, Any]:
         """``(choices, log q(choices), retval)``: ``simulate`` seen as a proposal."""
@@ -203,7 +222,7 @@ class GenerativeFunction(abc.ABC):
             >>> model.supports(model.simulate(jax.random.key(0), ())).to_dict()
             {'scale': Positive(lower_bound=0.0), 'x': Real()}
         """
-        return self._supports(trace)
+        return self._supports(trace, _trace_args(trace, "supports"))
 
     # -- combinator shorthands ---------------------------------------------------------------
     def vmap(self, in_axes: Any = 0, axis_size: int | None = None) -> GenerativeFunction:
@@ -219,6 +238,16 @@ class GenerativeFunction(abc.ABC):
         return Scan(self, length=length)
 
     # -- what subclasses implement -----------------------------------------------------------
+    def _with_args(self, trace: Trace, args: tuple) -> Trace:
+        """The trace a public method returns, holding its arguments.
+
+        Traces made by the underscored methods hold ``args=None``: nested in another trace,
+        their arguments are the caller's intermediate values (a plate's parameters, a chain's
+        carries), and holding them would make every traced program return copies of them.
+        Methods that need a nested trace's arguments are given them by the caller.
+        """
+        return dataclasses.replace(trace, args=args)  # type: ignore[type-var]
+
     @abc.abstractmethod
     def _simulate(self, key: jax.Array, args: tuple) -> Trace: ...
 
@@ -234,7 +263,7 @@ class GenerativeFunction(abc.ABC):
     ) -> tuple[Trace, jax.Array, Any]: ...
 
     @abc.abstractmethod
-    def _supports(self, trace: Trace) -> Any: ...
+    def _supports(self, trace: Trace, args: tuple) -> Any: ...
 
     @abc.abstractmethod
     def _regenerate(

@@ -30,19 +30,23 @@ def _is_static(arg: Any) -> bool:
 
 
 def _flatten_trace(trace: StaticTrace):
+    children = (trace.retval, trace.subtraces)
+    if trace.args is None:
+        return (None, *children), (trace.addresses, None)
     static = tuple((i, a) for i, a in enumerate(trace.args) if _is_static(a))
     dynamic = tuple(None if _is_static(a) else a for a in trace.args)
-    children = (dynamic, trace.retval, trace.score, trace.subtraces)
-    return children, (trace.addresses, static)
+    return (dynamic, *children), (trace.addresses, static)
 
 
 def _unflatten_trace(aux, children) -> StaticTrace:
     addresses, static = aux
-    dynamic, retval, score, subtraces = children
+    dynamic, retval, subtraces = children
+    if static is None:
+        return StaticTrace(None, retval, subtraces, addresses)
     args = list(dynamic)
     for i, value in static:
         args[i] = value
-    return StaticTrace(tuple(args), retval, score, subtraces, addresses)
+    return StaticTrace(tuple(args), retval, subtraces, addresses)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +54,22 @@ class StaticTrace(Trace):
     """The trace of a ``@gen`` function: one sub-trace per visited address, in visit order.
 
     Python ``int``/``bool``/``str`` arguments are kept as static data of the pytree (they fix
-    the program's structure), so a trace passed through ``jax.jit`` keeps them concrete.
+    the program's structure), so a trace passed through ``jax.jit`` keeps them concrete. The
+    score is the sum of the sub-traces' scores, computed when read rather than held (a traced
+    program then does not return it for every nested call).
     """
 
-    args: tuple
+    args: tuple | None  # None when nested (see ``GenerativeFunction._with_args``)
     retval: Any
-    score: jax.Array
     subtraces: tuple
     addresses: tuple = dataclasses.field(metadata={"static": True})
+
+    @property
+    def score(self) -> jax.Array:  # type: ignore[override]
+        total = jnp.zeros(())
+        for subtrace in self.subtraces:
+            total = total + subtrace.score
+        return total
 
     @property
     def choices(self) -> ChoiceMap:
@@ -94,11 +106,14 @@ class _Handler:
         self.score = jnp.zeros(())
         self.weight = jnp.zeros(())
         self._claimed: dict = {}
+        self._draws = 0
 
     def next_key(self) -> jax.Array:
+        """The key of the next call: ``fold_in(key, i)`` for the ``i``-th, independent of the
+        others (sequential splitting would chain one random-bits computation per call)."""
         assert self.key is not None, "this interpretation draws no randomness"
-        self.key, sub = jax.random.split(self.key)
-        return sub
+        self._draws += 1
+        return jax.random.fold_in(self.key, self._draws)
 
     def _claim(self, path: Path) -> None:
         node: Any = self._claimed
@@ -233,7 +248,7 @@ class _Supports(_Handler):
 
     def run(self, path, gen_fn, args):
         old = self.previous[path]
-        self.found[path] = gen_fn._supports(old)
+        self.found[path] = gen_fn._supports(old, args)
         return old
 
 
@@ -262,10 +277,8 @@ class StaticGenerativeFunction(GenerativeFunction):
         with handling(handler):
             return self.fn(*args)
 
-    def _trace(self, handler: _Handler, args: tuple, retval: Any) -> StaticTrace:
-        return StaticTrace(
-            args, retval, handler.score, tuple(handler.subtraces), tuple(handler.paths)
-        )
+    def _trace(self, handler: _Handler, retval: Any) -> StaticTrace:
+        return StaticTrace(None, retval, tuple(handler.subtraces), tuple(handler.paths))
 
     def _check_constraints(self, constraints: Any, handler: _Handler, method: str) -> None:
         if not isinstance(constraints, ChoiceMap):
@@ -282,7 +295,7 @@ class StaticGenerativeFunction(GenerativeFunction):
     def _simulate(self, key, args):
         handler = _Simulate(key, repr(self))
         retval = self._run(handler, args)
-        return self._trace(handler, args, retval)
+        return self._trace(handler, retval)
 
     def _assess(self, choices, args):
         handler = _Assess(None, repr(self), choices)
@@ -294,18 +307,18 @@ class StaticGenerativeFunction(GenerativeFunction):
         handler = _Generate(key, repr(self), constraints)
         retval = self._run(handler, args)
         self._check_constraints(constraints, handler, "generate")
-        return self._trace(handler, args, retval), handler.weight
+        return self._trace(handler, retval), handler.weight
 
     def _update(self, key, trace, constraints, args):
         handler = _Update(key, repr(self), constraints, trace)
         retval = self._run(handler, args)
         self._check_constraints(constraints, handler, "update")
         handler.drop_unvisited()
-        return self._trace(handler, args, retval), handler.weight, ChoiceMap(handler.discard)
+        return self._trace(handler, retval), handler.weight, ChoiceMap(handler.discard)
 
-    def _supports(self, trace):
+    def _supports(self, trace, args):
         handler = _Supports(repr(self), trace)
-        self._run(handler, trace.args)
+        self._run(handler, args)
         return ChoiceMap(handler.found)
 
     def _regenerate(self, key, trace, selection, args):
@@ -313,7 +326,7 @@ class StaticGenerativeFunction(GenerativeFunction):
         retval = self._run(handler, args)
         # Choices that are no longer visited leave the trace without changing the weight:
         # the reverse move would resimulate them from the prior, which cancels their density.
-        return self._trace(handler, args, retval), handler.weight
+        return self._trace(handler, retval), handler.weight
 
 
 def gen(fn: Callable[..., Any]) -> StaticGenerativeFunction:

@@ -52,8 +52,8 @@ class TemperedTrace(Trace):
     score: jax.Array
 
     @property
-    def args(self) -> tuple:  # type: ignore[override]
-        return (self.beta, *self.inner.args)
+    def args(self) -> tuple | None:  # type: ignore[override]
+        return None if self.inner.args is None else (self.beta, *self.inner.args)
 
     @property
     def retval(self) -> Any:
@@ -185,5 +185,10 @@ class Tempered(GenerativeFunction):
         new, correction = self._wrap(inner, beta)
         return new, weight + correction - self._correction(trace)
 
-    def _supports(self, trace):
-        return self.model._supports(trace.inner)
+    def _with_args(self, trace, args):
+        _, model_args = self._split(args)
+        return dataclasses.replace(trace, inner=self.model._with_args(trace.inner, model_args))
+
+    def _supports(self, trace, args):
+        _, model_args = self._split(args)
+        return self.model._supports(trace.inner, model_args)

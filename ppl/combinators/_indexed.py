@@ -117,14 +117,23 @@ def _as_map(tree: Any) -> ChoiceMap:
     return tree if isinstance(tree, ChoiceMap) else ChoiceMap._raw({LEAF: tree})
 
 
-def repeated_supports(inner_supports: Any, inner_trace: Any) -> ChoiceMap:
+def repeated_supports(inner_supports: Any, inner_trace: Any, args: tuple, axes: tuple) -> ChoiceMap:
     """The supports of ``n`` repeats, keeping constraint parameters that are static.
 
-    Parameters fixed by shapes (a categorical's number of categories) stay Python numbers, so
-    finite supports can be enumerated; parameters computed from values are batched.
+    ``inner_supports(trace, args)`` gives one repeat's; ``args`` are the repeats' arguments,
+    mapped along ``axes`` (``None``: shared). Parameters fixed by shapes (a categorical's number
+    of categories) stay Python numbers, so finite supports can be enumerated; parameters
+    computed from values are batched.
     """
-    first = inner_supports(jax.tree.map(lambda v: v[0], inner_trace))
-    batched = jax.vmap(inner_supports)(inner_trace)
+
+    def first_of(arg: Any, axis: int | None) -> Any:
+        if axis is None:
+            return arg
+        return jax.tree.map(lambda v: jnp.take(v, 0, axis=axis), arg)
+
+    first_args = tuple(first_of(a, axis) for a, axis in zip(args, axes, strict=True))
+    first = inner_supports(jax.tree.map(lambda v: v[0], inner_trace), first_args)
+    batched = jax.vmap(inner_supports, in_axes=(0, axes))(inner_trace, args)
     merged = jax.tree.map(
         lambda a, b: a if isinstance(a, int | float | bool) else b, first, batched
     )

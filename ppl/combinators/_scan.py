@@ -33,8 +33,13 @@ class ScanTrace(Trace):
     """The trace of a chain: the kernel's traces stacked along time."""
 
     inner: Trace
-    args: tuple
-    score: jax.Array
+    args: tuple | None  # None when nested (see ``GenerativeFunction._with_args``)
+
+    @property
+    def score(self) -> jax.Array:  # type: ignore[override]
+        """The sum of the inner scores (computed, not held: one output fewer per trace)."""
+        inner = self.inner.score
+        return jnp.sum(inner, axis=-1) if jnp.ndim(inner) else inner  # no choices: 0
 
     @property
     def retval(self) -> Any:
@@ -111,7 +116,7 @@ class Scan(GenerativeFunction):
         return inner, extra
 
     def _trace(self, inner: Trace, args: tuple) -> ScanTrace:
-        return ScanTrace(inner, args, jnp.sum(inner.score))
+        return ScanTrace(inner, None)
 
     def _keys(self, key, args):
         return jax.random.split(key, self._size(args))
@@ -160,8 +165,15 @@ class Scan(GenerativeFunction):
         )
         return (self._trace(inner, args), jnp.sum(weights), batched_discard(discard, constraints))
 
-    def _supports(self, trace):
-        return repeated_supports(self.kernel._supports, trace.inner)
+    def _supports(self, trace, args):
+        init, xs = args
+        new_carries, _ = trace.inner.retval
+
+        def step_inputs(first: Any, later: jax.Array) -> jax.Array:
+            return jnp.concatenate([jnp.asarray(first, later.dtype)[None], later[:-1]])
+
+        carries = jax.tree.map(step_inputs, init, new_carries)
+        return repeated_supports(self.kernel._supports, trace.inner, (carries, xs), (0, 0))
 
     def _regenerate(self, key, trace, selection, args):
         template, flags = batched_selection(selection, self._size(args))

@@ -24,7 +24,7 @@ class SwitchTrace(Trace):
     """The trace of the branch taken."""
 
     branch: Trace
-    args: tuple
+    args: tuple | None  # None when nested (see ``GenerativeFunction._with_args``)
     score: jax.Array
 
     @property
@@ -92,7 +92,7 @@ class Switch(GenerativeFunction):
     def _simulate(self, key, args):
         index, branch_args = self._split(args)
         branch = self._switch(index, lambda i, b: b._simulate(key, branch_args[i]))
-        return SwitchTrace(branch, args, branch.score)
+        return SwitchTrace(branch, None, branch.score)
 
     def _assess(self, choices, args):
         index, branch_args = self._split(args)
@@ -103,25 +103,40 @@ class Switch(GenerativeFunction):
         branch, weight = self._switch(
             index, lambda i, b: b._generate(key, constraints, branch_args[i])
         )
-        return SwitchTrace(branch, args, branch.score), weight
+        return SwitchTrace(branch, None, branch.score), weight
 
     def _update(self, key, trace, constraints, args):
         index, branch_args = self._split(args)
         branch, weight, discard = self._switch(
             index, lambda i, b: b._update(key, trace.branch, constraints, branch_args[i])
         )
-        return SwitchTrace(branch, args, branch.score), weight, discard
+        return SwitchTrace(branch, None, branch.score), weight, discard
 
-    def _supports(self, trace):
-        index, _ = self._split(trace.args)
-        return self._switch(index, lambda i, b: b._supports(trace.branch))
+    def _supports(self, trace, args):
+        index, branch_args = self._split(args)
+        if not isinstance(index, jax.core.Tracer):
+            i = int(index)
+            return self.branches[i]._supports(trace.branch, branch_args[i])
+        fns = [
+            lambda i=i, b=b: b._supports(trace.branch, branch_args[i])
+            for i, b in enumerate(self.branches)
+        ]
+        try:
+            return jax.lax.switch(index, fns)
+        except TypeError as error:
+            raise TypeError(
+                f"{self!r}: with a traced branch index, every branch must give supports of "
+                "the same kind; they give:\n"
+                + "\n".join(f"  branch {i}: {jax.eval_shape(f)}" for i, f in enumerate(fns))
+                + "\nrecord the branch index concretely, or give the branches the same supports"
+            ) from error
 
     def _regenerate(self, key, trace, selection, args):
         index, branch_args = self._split(args)
         branch, weight = self._switch(
             index, lambda i, b: b._regenerate(key, trace.branch, selection, branch_args[i])
         )
-        return SwitchTrace(branch, args, branch.score), weight
+        return SwitchTrace(branch, None, branch.score), weight
 
 
 def _describe(outputs: Any) -> str:

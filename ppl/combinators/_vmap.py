@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from ppl._choicemap import ChoiceMap
 from ppl._context import at_prefix
+from ppl._distribution import Distribution
 from ppl._errors import AddressError
 from ppl._interface import GenerativeFunction, Trace
 from ppl._selection import batched_selection
@@ -28,8 +29,13 @@ class VmapTrace(Trace):
     """The trace of ``n`` repeats: the inner traces stacked along a leading axis."""
 
     inner: Trace
-    args: tuple
-    score: jax.Array
+    args: tuple | None  # None when nested (see ``GenerativeFunction._with_args``)
+
+    @property
+    def score(self) -> jax.Array:  # type: ignore[override]
+        """The sum of the inner scores (computed, not held: one output fewer per trace)."""
+        inner = self.inner.score
+        return jnp.sum(inner, axis=-1) if jnp.ndim(inner) else inner  # no choices: 0
 
     @property
     def retval(self) -> Any:
@@ -107,10 +113,25 @@ class Vmap(GenerativeFunction):
             raise error.with_prefix((Ellipsis,)) from None
 
     def _trace(self, inner: Trace, args: tuple) -> VmapTrace:
-        return VmapTrace(inner, args, jnp.sum(inner.score))
+        return VmapTrace(inner, None)
+
+    def _batched_draw(self, key: jax.Array, args: tuple, n: int) -> Trace | None:
+        """Repeats of a distribution with scalar parameters, drawn as one batched draw (see
+        ``Distribution._simulate_repeats``); ``None`` where that does not apply."""
+        if not isinstance(self.gen_fn, Distribution):
+            return None
+        try:
+            with at_prefix((Ellipsis,)):
+                repeats = self.gen_fn._simulate_repeats(key, args, self._axes(args), n)
+        except AddressError as error:
+            raise error.with_prefix((Ellipsis,)) from None
+        return None if repeats is None else self._trace(repeats, args)
 
     def _simulate(self, key, args):
         n = self._size(args)
+        batched = self._batched_draw(key, args, n)
+        if batched is not None:
+            return batched
         inner = self._map(
             lambda k, a: self.gen_fn._simulate(k, a), n, args, jax.random.split(key, n)
         )
@@ -125,6 +146,10 @@ class Vmap(GenerativeFunction):
 
     def _generate(self, key, constraints, args):
         n = self._size(args)
+        if isinstance(constraints, ChoiceMap) and constraints.is_empty():
+            batched = self._batched_draw(key, args, n)  # so that it is simulate's draw
+            if batched is not None:
+                return batched, jnp.zeros(())
         given = batched_constraints(constraints, n, repr(self))
         inner, weights = self._map(
             lambda k, c, a: self.gen_fn._generate(k, c, a), n, args, jax.random.split(key, n), given
@@ -153,8 +178,8 @@ class Vmap(GenerativeFunction):
         )
         return self._trace(inner, args), jnp.sum(weights), batched_discard(discard, constraints)
 
-    def _supports(self, trace):
-        return repeated_supports(self.gen_fn._supports, trace.inner)
+    def _supports(self, trace, args):
+        return repeated_supports(self.gen_fn._supports, trace.inner, args, self._axes(args))
 
     def _regenerate(self, key, trace, selection, args):
         n = self._size(args)

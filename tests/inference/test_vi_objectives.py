@@ -78,18 +78,22 @@ def reverse(z, params):
 
 def test_hierarchical_bounds_are_ordered_below_the_evidence():
     params = {"mu": jnp.array(0.8)}
-    rows = [
-        mean_and_se(estimates(objective, params))
+    values = [
+        estimates(objective, params)
         for objective in (
             vi.hvi(model, hierarchical_guide, "z", reverse),
             vi.iwhvi(model, hierarchical_guide, "z", reverse, 16),
             vi.diwhvi(model, hierarchical_guide, "z", reverse, 8, 16),
         )
     ]
-    for (lower, se_l), (higher, se_h) in itertools.pairwise(rows):
-        assert higher - lower > -5 * np.hypot(se_l, se_h)
-    assert rows[1][0] - rows[0][0] > 5 * np.hypot(rows[0][1], rows[1][1])
-    assert rows[-1][0] < LOG_EVIDENCE + 5 * rows[-1][1]
+    # The bounds are estimated with the same keys, so each gap is judged by the standard
+    # error of the paired differences.
+    gaps = [mean_and_se(higher - lower) for lower, higher in itertools.pairwise(values)]
+    for gap, se in gaps:
+        assert gap > -5 * se
+    assert gaps[0][0] > 5 * gaps[0][1]  # importance weighting tightens the bound
+    highest, se = mean_and_se(values[-1])
+    assert highest < LOG_EVIDENCE + 5 * se
 
 
 def test_marginal_density_estimates_are_unbiased_both_ways():
