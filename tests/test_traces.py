@@ -74,6 +74,8 @@ def test_supports_of_a_plate_and_a_switch_use_their_arguments():
         lambda i: same_kind.supports(same_kind.simulate(KEY, (i, (0.0, 5.0), (0.0, 2.0))))
     )
     assert float(supports(1).upper_bound) == 2.0
+    with pytest.raises(TypeError, match="supports of the same kind"):
+        jax.jit(lambda i: switch.supports(switch.simulate(KEY, (i, (0.0, 5.0), (0.0, 1.0)))))(0)
 
 
 SCALAR_FAMILIES = [

@@ -76,17 +76,24 @@ class Switch(GenerativeFunction):
                 raise TypeError(f"{self!r}: the arguments of branch {i} must be a tuple")
         return jnp.asarray(index, jnp.int32), tuple(branch_args)
 
-    def _switch(self, index, make) -> Any:
+    def _switch(
+        self,
+        index,
+        make,
+        requirement: str = "visit the same addresses with values of the same shapes and "
+        "return the same type",
+        describe: Any = None,
+    ) -> Any:
+        """``make(i, branch_i)`` for the branch ``index`` picks, with ``jax.lax.switch``; when
+        the branches' outputs differ in type, an error that says each one's."""
         fns = [lambda i=i, b=b: make(i, b) for i, b in enumerate(self.branches)]
         try:
             return jax.lax.switch(index, fns)
         except TypeError as error:
+            shown = describe or _describe
             raise TypeError(
-                f"{self!r}: the branches must visit the same addresses with values of the "
-                "same shapes and return the same type; they give:\n"
-                + "\n".join(
-                    f"  branch {i}: {_describe(jax.eval_shape(f))}" for i, f in enumerate(fns)
-                )
+                f"{self!r}: the branches must {requirement}; they give:\n"
+                + "\n".join(f"  branch {i}: {shown(jax.eval_shape(f))}" for i, f in enumerate(fns))
             ) from error
 
     def _simulate(self, key, args):
@@ -117,19 +124,13 @@ class Switch(GenerativeFunction):
         if not isinstance(index, jax.core.Tracer):
             i = int(index)
             return self.branches[i]._supports(trace.branch, branch_args[i])
-        fns = [
-            lambda i=i, b=b: b._supports(trace.branch, branch_args[i])
-            for i, b in enumerate(self.branches)
-        ]
-        try:
-            return jax.lax.switch(index, fns)
-        except TypeError as error:
-            raise TypeError(
-                f"{self!r}: with a traced branch index, every branch must give supports of "
-                "the same kind; they give:\n"
-                + "\n".join(f"  branch {i}: {jax.eval_shape(f)}" for i, f in enumerate(fns))
-                + "\nrecord the branch index concretely, or give the branches the same supports"
-            ) from error
+        return self._switch(
+            index,
+            lambda i, b: b._supports(trace.branch, branch_args[i]),
+            "give supports of the same kind when the branch index is traced (record it "
+            "concretely, or give the branches the same supports)",
+            describe=str,
+        )
 
     def _regenerate(self, key, trace, selection, args):
         index, branch_args = self._split(args)
