@@ -324,8 +324,10 @@ def _programs(
         trace, info = jax.lax.scan(
             lambda t, k: step(k, t, parameters), trace, jax.random.split(key, thinning)
         )
-        info = jax.tree.map(lambda x: x[-1], info)
-        kept = (trace.choices.filter(latent), trace.site_scores.filter(~latent), info)
+        # Only the sample stats of the info are kept: NUTS's info also holds the momentum and
+        # both ends of the trajectory, several times the size of the draw itself.
+        stats = jax.tree.map(lambda x: x[-1], _sample_stats(info))
+        kept = (trace.choices.filter(latent), trace.site_scores.filter(~latent), stats)
         return trace, kept
 
     def chunk(trace, key, parameters, length):
@@ -403,10 +405,10 @@ def _load(path, key, *sizes):
 
 
 def _to_arviz(pieces, parameters, observations, num_chains, num_samples):
-    choices, log_likelihood, info = jax.tree.map(
+    choices, log_likelihood, stats = jax.tree.map(
         lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=1), *pieces
     )
-    stats = {k: np.asarray(v) for k, v in _sample_stats(info).items()}
+    stats = {k: np.asarray(v) for k, v in stats.items()}
     if parameters is not None:
         stats["step_size"] = np.broadcast_to(
             np.asarray(parameters["step_size"])[:, None], (num_chains, num_samples)
