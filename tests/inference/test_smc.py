@@ -180,7 +180,9 @@ class ScoreDropped(GenerativeFunction):
 
     def _simulate(self, key, args):
         trace = self.inner._simulate(key, args)
-        return dataclasses.replace(trace, score=jnp.zeros(()))
+        # A @gen trace's score is the sum of its calls' scores: zero each one.
+        zeroed = tuple(dataclasses.replace(t, score=jnp.zeros(())) for t in trace.subtraces)
+        return dataclasses.replace(trace, subtraces=zeroed)
 
     def _assess(self, choices, args):
         raise NotImplementedError
