@@ -95,6 +95,9 @@ class StaticTrace(Trace):
 jax.tree_util.register_pytree_node(StaticTrace, _flatten_trace, _unflatten_trace)
 
 
+_KEY_BLOCK = 4
+
+
 class _Handler:
     """Runs one GFI method over the body; subclasses say what a visit does."""
 
@@ -107,13 +110,23 @@ class _Handler:
         self.weight = jnp.zeros(())
         self._claimed: dict = {}
         self._draws = 0
+        self._block: jax.Array | None = None
 
     def next_key(self) -> jax.Array:
-        """The key of the next call: ``fold_in(key, i)`` for the ``i``-th, independent of the
-        others (sequential splitting would chain one random-bits computation per call)."""
+        """The key of the next call.
+
+        The first ``_KEY_BLOCK - 1`` calls take keys from one ``split`` (a single vectorized
+        random-bits computation, as hand-written code splits a key into as many as it needs);
+        later ones ``fold_in`` their index into the block's last key. Keys never depend on a
+        sequence of splits, which would chain one computation per call.
+        """
         assert self.key is not None, "this interpretation draws no randomness"
+        if self._block is None:
+            self._block = jax.random.split(self.key, _KEY_BLOCK)
         self._draws += 1
-        return jax.random.fold_in(self.key, self._draws)
+        if self._draws < _KEY_BLOCK:
+            return self._block[self._draws - 1]
+        return jax.random.fold_in(self._block[-1], self._draws)
 
     def _claim(self, path: Path) -> None:
         node: Any = self._claimed
