@@ -226,7 +226,9 @@ class Distribution(GenerativeFunction):
             return None
         batched = []
         for arg, axis in zip(args, axes, strict=True):
-            scalar_repeats = isinstance(arg, jax.Array | np.ndarray | float | int) and (
+            # Python ints and bools may be structural (a shape, a count): those repeats are
+            # drawn one by one, as the vmap would.
+            scalar_repeats = isinstance(arg, jax.Array | np.ndarray | float) and (
                 jnp.ndim(arg) == (axis is not None)
             )
             if not scalar_repeats:
