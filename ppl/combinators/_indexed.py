@@ -14,6 +14,7 @@ combinator then merges its batched part with its per-index part.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 
 from ppl._choicemap import EMPTY, LEAF, ChoiceMap, Masked
 from ppl._errors import AddressError
+from ppl._interface import Trace
 from ppl._selection import Flagged, Selection, select
 
 
@@ -115,6 +117,29 @@ def _is_missing(tree: Any) -> bool:
 
 def _as_map(tree: Any) -> ChoiceMap:
     return tree if isinstance(tree, ChoiceMap) else ChoiceMap._raw({LEAF: tree})
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexedTrace(Trace):
+    """A trace of repeated calls (a plate's repeats, a chain's steps): the inner traces stacked
+    along a leading axis, each choice below an index."""
+
+    inner: Trace
+    args: tuple | None  # None when nested (see ``GenerativeFunction._with_args``)
+
+    @property
+    def score(self) -> jax.Array:  # type: ignore[override]
+        """The sum of the inner scores (computed, not held: one output fewer per trace)."""
+        inner = self.inner.score
+        return jnp.sum(inner, axis=-1) if jnp.ndim(inner) else inner  # no choices: 0
+
+    @property
+    def choices(self) -> ChoiceMap:
+        return ChoiceMap.indexed(self.inner.choices)
+
+    @property
+    def site_scores(self) -> ChoiceMap:
+        return ChoiceMap.indexed(self.inner.site_scores)
 
 
 def repeated_supports(inner_supports: Any, inner_trace: Any, args: tuple, axes: tuple) -> ChoiceMap:

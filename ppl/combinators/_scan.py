@@ -13,12 +13,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ppl._choicemap import ChoiceMap
 from ppl._context import at_prefix
 from ppl._errors import AddressError
 from ppl._interface import GenerativeFunction, Trace
 from ppl._selection import batched_selection
 from ppl.combinators._indexed import (
+    IndexedTrace,
     batched_constraints,
     batched_discard,
     check_every_index,
@@ -29,31 +29,14 @@ from ppl.combinators._indexed import (
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class ScanTrace(Trace):
+class ScanTrace(IndexedTrace):
     """The trace of a chain: the kernel's traces stacked along time."""
-
-    inner: Trace
-    args: tuple | None  # None when nested (see ``GenerativeFunction._with_args``)
-
-    @property
-    def score(self) -> jax.Array:  # type: ignore[override]
-        """The sum of the inner scores (computed, not held: one output fewer per trace)."""
-        inner = self.inner.score
-        return jnp.sum(inner, axis=-1) if jnp.ndim(inner) else inner  # no choices: 0
 
     @property
     def retval(self) -> Any:
         """``(final carry, ys)``, read from the stacked step traces (held once)."""
         carries, ys = self.inner.retval
         return jax.tree.map(lambda c: c[-1], carries), ys
-
-    @property
-    def choices(self) -> ChoiceMap:
-        return ChoiceMap.indexed(self.inner.choices)
-
-    @property
-    def site_scores(self) -> ChoiceMap:
-        return ChoiceMap.indexed(self.inner.site_scores)
 
 
 class Scan(GenerativeFunction):

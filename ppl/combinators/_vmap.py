@@ -15,6 +15,7 @@ from ppl._errors import AddressError
 from ppl._interface import GenerativeFunction, Trace
 from ppl._selection import batched_selection
 from ppl.combinators._indexed import (
+    IndexedTrace,
     batched_constraints,
     batched_discard,
     check_every_index,
@@ -25,30 +26,13 @@ from ppl.combinators._indexed import (
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class VmapTrace(Trace):
+class VmapTrace(IndexedTrace):
     """The trace of ``n`` repeats: the inner traces stacked along a leading axis."""
-
-    inner: Trace
-    args: tuple | None  # None when nested (see ``GenerativeFunction._with_args``)
-
-    @property
-    def score(self) -> jax.Array:  # type: ignore[override]
-        """The sum of the inner scores (computed, not held: one output fewer per trace)."""
-        inner = self.inner.score
-        return jnp.sum(inner, axis=-1) if jnp.ndim(inner) else inner  # no choices: 0
 
     @property
     def retval(self) -> Any:
         """The repeats' return values, stacked (held once, by the inner traces)."""
         return self.inner.retval
-
-    @property
-    def choices(self) -> ChoiceMap:
-        return ChoiceMap.indexed(self.inner.choices)
-
-    @property
-    def site_scores(self) -> ChoiceMap:
-        return ChoiceMap.indexed(self.inner.site_scores)
 
 
 class Vmap(GenerativeFunction):
