@@ -269,7 +269,7 @@ def vectorised_hmc(chains: int, steps: int, repeats: int) -> list[tuple[str, flo
 
 
 def main(quick: bool, models: list[str], repeats: int | None) -> None:
-    warmup, samples, default_repeats = (100, 100, 1) if quick else (500, 1000, 3)
+    warmup, samples, default_repeats = (100, 100, 1) if quick else (500, 1000, 7)
     repeats = repeats or default_repeats
     chosen = {
         label: build
@@ -316,6 +316,6 @@ if __name__ == "__main__":
         help="run only the rows whose label contains this (repeatable), e.g. 'gaussian'; "
         "the HMC table is then left out",
     )
-    parser.add_argument("--repeats", type=int, help="timed runs per sampler (default 3)")
+    parser.add_argument("--repeats", type=int, help="timed runs per sampler (default 7)")
     arguments = parser.parse_args()
     main(arguments.quick, arguments.model, arguments.repeats)

@@ -8,6 +8,7 @@ run in chunks, be saved between them and resume; run in one go it gives blackjax
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -15,16 +16,24 @@ from typing import Any, NamedTuple
 import blackjax
 import jax
 import jax.numpy as jnp
+import numpy as np
 from blackjax.adaptation import window_adaptation as blackjax_window_adaptation
 
 from inference.mcmc._unconstrained import Unconstrained
 from ppl import GenerativeFunction, Selection
 
 
-def schedule(num_steps: int) -> jax.Array:
-    """blackjax's Stan warm-up schedule: ``num_steps`` rows ``(stage, is_window_end)``."""
-    rows = blackjax_window_adaptation.build_schedule(num_steps)
-    return jnp.reshape(rows, (num_steps, 2)).astype(jnp.int32)
+@functools.lru_cache(maxsize=16)
+def schedule(num_steps: int) -> np.ndarray:
+    """blackjax's Stan warm-up schedule: ``num_steps`` rows ``(stage, is_window_end)``.
+
+    Cached (blackjax builds it as a Python list); the array is read-only.
+    """
+    with jax.ensure_compile_time_eval():  # a constant, also when called inside a jit
+        rows = blackjax_window_adaptation.build_schedule(num_steps)
+    table = np.asarray(rows, dtype=np.int32).reshape(num_steps, 2)
+    table.flags.writeable = False
+    return table
 
 
 class AdaptationState(NamedTuple):
@@ -40,12 +49,24 @@ class AdaptationState(NamedTuple):
 
 
 class WindowAdaptation(NamedTuple):
-    """The warm-up as pure functions: ``init(trace)``, ``step(key, stage, state)`` for one
-    row of ``schedule(num_steps)``, and ``final(state) -> (trace, parameters)``."""
+    """The warm-up as pure functions, and sampling on from where it ends.
+
+    ``init(trace)``; ``step(key, stage, state)`` for one row of ``schedule(num_steps)``;
+    ``final(state) -> (state, parameters)`` with the adapted step size and inverse mass
+    matrix; ``sample(key, state, parameters) -> (state, info)``, one transition with them;
+    ``to_trace(state, position)``, the model's trace at a position of the chain (e.g.
+    ``state.chain.position``).
+
+    Sampling carries blackjax's chain state (position, log density and its gradient) from
+    step to step, where a kernel on traces (``nuts``) starts it afresh from each trace: one
+    evaluation of the log density and its gradient less per transition.
+    """
 
     init: Callable[[Any], AdaptationState]
     step: Callable[[jax.Array, jax.Array, AdaptationState], AdaptationState]
-    final: Callable[[AdaptationState], tuple[Any, dict]]
+    final: Callable[[AdaptationState], tuple[AdaptationState, dict]]
+    sample: Callable[[jax.Array, AdaptationState, dict], tuple[AdaptationState, Any]]
+    to_trace: Callable[[AdaptationState, Any], Any]
 
 
 def stepwise_window_adaptation(
@@ -97,11 +118,23 @@ def stepwise_window_adaptation(
 
     def final(state):
         step_size, inverse_mass_matrix = adapt_final(state.adaptation)
-        view = Unconstrained(model, state.trace, selection)
-        trace = view.to_trace(state.chain.position, state.trace)
-        return trace, {"step_size": step_size, "inverse_mass_matrix": inverse_mass_matrix}
+        parameters = {"step_size": step_size, "inverse_mass_matrix": inverse_mass_matrix}
+        return AdaptationState(state.trace, state.chain, None), parameters
 
-    return WindowAdaptation(init, step, final)
+    def sample(key, state, parameters):
+        chain, info = kernel(
+            key,
+            state.chain,
+            logdensity(state.trace),
+            parameters["step_size"],
+            parameters["inverse_mass_matrix"],
+        )
+        return AdaptationState(state.trace, chain, state.adaptation), info
+
+    def to_trace(state, position):
+        return Unconstrained(model, state.trace, selection).to_trace(position, state.trace)
+
+    return WindowAdaptation(init, step, final, sample, to_trace)
 
 
 def window_adaptation(
@@ -156,6 +189,7 @@ def window_adaptation(
     state, _ = jax.lax.scan(
         lambda state, step: (adaptation.step(*step, state), None),
         adaptation.init(trace),
-        (jax.random.split(key, num_steps), schedule(num_steps)),
+        (jax.random.split(key, num_steps), jnp.asarray(schedule(num_steps))),
     )
-    return adaptation.final(state)
+    state, parameters = adaptation.final(state)
+    return adaptation.to_trace(state, state.chain.position), parameters

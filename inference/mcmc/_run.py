@@ -16,7 +16,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from inference.mcmc._adaptation import schedule, stepwise_window_adaptation
-from inference.mcmc._gradient import nuts
 from inference.mcmc._kernel import Kernel
 from inference.sharding._chains import ONE_DEVICE, ChainPlacement
 from ppl import AddressError, ChoiceMap, GenerativeFunction, select
@@ -37,7 +36,7 @@ def _variable_name(path: tuple) -> str:
     return ".".join(str(c) for c in path if c is not Ellipsis)
 
 
-def _check_initial_points(traces: Any, weights: jax.Array) -> None:
+def _check_initial_points(traces: Any) -> None:
     bad = np.flatnonzero(~np.isfinite(np.asarray(traces.score)))
     if bad.size == 0:
         return
@@ -136,26 +135,22 @@ def run(
     """
     observations = ChoiceMap.from_dict(observations)
     init_key, warmup_key, sample_key = jax.random.split(key, 3)
-    # Where observations sit in the trace (batched observations of a plate are below an index).
-    structure = jax.eval_shape(lambda k: model.generate(k, observations, args)[0].choices, key)
-    observed = constrained_addresses(observations, structure)
+    observed = _observed_addresses(model, observations, key, args)
     placement = ChainPlacement(mesh)
     placement.check(num_chains)
     programs = _programs(model, kernel, observed, thinning, placement)
     sizes = (num_chains, num_warmup, num_samples, num_chunks, thinning)
     progress = _load(checkpoint, key, *sizes)
     if progress is None:
-        traces = _initial_traces(
-            model, observations, programs.latent, init, init_key, args, num_chains
-        )
+        traces = _initial_traces(model, observations, observed, init, init_key, args, num_chains)
         progress = _Progress(0, programs.warmup_init(placement.place(traces)), None, None, [])
 
     def save(progress: _Progress) -> None:
         if checkpoint is not None:
             _save(checkpoint, key, *sizes, progress)
 
-    if progress.traces is None:
-        traces, parameters = _warm_up(
+    if progress.chains is None:
+        chains, parameters = _warm_up(
             programs,
             placement,
             progress,
@@ -167,7 +162,7 @@ def run(
             save,
         )
     else:
-        traces, parameters = placement.place((progress.traces, progress.parameters))
+        chains, parameters = placement.place((progress.chains, progress.parameters))
     pieces = progress.pieces
     chunk_sizes = [len(part) for part in np.array_split(np.arange(num_samples), num_chunks)]
     chunk_keys = jax.random.split(sample_key, len(chunk_sizes))
@@ -175,10 +170,10 @@ def run(
     bar.update(sum(chunk_sizes[: len(pieces)]))
     for size, chunk_key in list(zip(chunk_sizes, chunk_keys, strict=True))[len(pieces) :]:
         chain_keys = placement.place(jax.random.split(chunk_key, num_chains))
-        traces, kept = programs.chunk(traces, chain_keys, parameters, size)
+        chains, kept = programs.chunk(chains, chain_keys, parameters, size)
         pieces.append(placement.fetch(kept))
         bar.update(size)
-        save(_Progress(progress.warmup_done, None, traces, parameters, pieces))
+        save(_Progress(progress.warmup_done, None, chains, parameters, pieces))
         _after_chunk(len(pieces))
     bar.close()
     return _to_arviz(pieces, parameters, observations, num_chains, num_samples)
@@ -188,13 +183,15 @@ class _Progress(NamedTuple):
     """What a checkpoint holds: the warm-up state until warm-up ends, then the chains.
 
     ``warmup_done`` warm-up chunks are done; while warm-up runs ``warmup`` is its state (per
-    chain) and ``traces`` is ``None``; afterwards ``traces`` and ``parameters`` are the chains
-    and the adapted parameters and ``pieces`` the kept draws of each sampling chunk so far.
+    chain) and ``chains`` is ``None``; afterwards ``chains`` is the chains' state (their
+    traces for a given kernel, else the traces with blackjax's NUTS states),
+    ``parameters`` the adapted parameters and ``pieces`` the kept draws of each sampling
+    chunk so far.
     """
 
     warmup_done: int
     warmup: Any
-    traces: Any
+    chains: Any
     parameters: Any
     pieces: list
 
@@ -211,7 +208,7 @@ def _warmup_plan(key, num_chains, num_warmup, num_chunks):
     steps = np.arange(count * length).reshape(count, length)
     active = steps < num_warmup
     steps = np.minimum(steps, max(num_warmup - 1, 0))
-    keys = jax.vmap(lambda k: jax.random.split(k, num_warmup))(jax.random.split(key, num_chains))
+    keys = _step_keys(key, num_chains, num_warmup)
     stages = np.asarray(schedule(num_warmup))
     # Every input has a leading chain axis, as the mesh splits every argument along it.
     for chunk, on in zip(steps, active, strict=True):
@@ -223,6 +220,12 @@ def _warmup_plan(key, num_chains, num_warmup, num_chunks):
             ),
             int(on.sum()),
         )
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _step_keys(key, num_chains, num_steps):
+    """``[split(chain_key, num_steps) for chain_key in split(key, num_chains)]``."""
+    return jax.vmap(lambda k: jax.random.split(k, num_steps))(jax.random.split(key, num_chains))
 
 
 def _warm_up(
@@ -243,7 +246,42 @@ def _warm_up(
     return programs.warmup_final(state)
 
 
-def _initial_traces(model, observations, latent, init, key, args, num_chains):
+def _observed_addresses(model, observations, key, args) -> tuple:
+    """Where ``observations`` sit in the model's trace (a batched observation of a plate is
+    below an index), found from the shapes alone and cached per model and shapes."""
+    leaves, treedef = jax.tree.flatten((observations, args))
+    # Python ints and bools stay concrete (they may be structural: a shape, a count); the
+    # rest is replaced by its shape and dtype.
+    signature = tuple(
+        leaf
+        if isinstance(leaf, int)
+        else jax.ShapeDtypeStruct(jnp.shape(leaf), jnp.result_type(leaf))
+        for leaf in leaves
+    )
+    try:
+        return _located(model, treedef, signature, key.dtype)
+    except TypeError:  # an unhashable argument: found afresh
+        return _located.__wrapped__(model, treedef, signature, key.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _located(model, treedef, signature, key_dtype) -> tuple:
+    abstract = [i for i, leaf in enumerate(signature) if isinstance(leaf, jax.ShapeDtypeStruct)]
+
+    def choices(key, *values):
+        leaves = list(signature)
+        for i, value in zip(abstract, values, strict=True):
+            leaves[i] = value
+        observations, args = jax.tree.unflatten(treedef, leaves)
+        return model.generate(key, observations, args)[0].choices
+
+    key = jax.ShapeDtypeStruct((), key_dtype)
+    structure = jax.eval_shape(choices, key, *(signature[i] for i in abstract))
+    observations, _ = jax.tree.unflatten(treedef, list(signature))
+    return constrained_addresses(observations, structure)
+
+
+def _initial_traces(model, observations, observed, init, key, args, num_chains):
     """Prior draws (``init=None``), per-choice prior medians (``"median"``), or user values."""
     if isinstance(init, str) and init != "median":
         raise ValueError(f"init must be None, 'median' or a dict of values, got {init!r}")
@@ -252,21 +290,38 @@ def _initial_traces(model, observations, latent, init, key, args, num_chains):
         if init is None or isinstance(init, str)
         else (ChoiceMap.from_dict(init) | observations)
     )
+    # Compiled once per model and kind of start; a Python int or bool argument may be
+    # structural (a shape, a count), so those calls run eagerly.
+    compiled = all(
+        isinstance(leaf, jax.Array | np.ndarray | float) for leaf in jax.tree.leaves(args)
+    )
+    inputs = (jax.random.split(key, num_chains), given, observations, args)
+    traces = _starter(model, observed, init == "median", compiled)(*inputs)
+    if compiled and not np.all(np.isfinite(np.asarray(traces.score))):
+        # Run again eagerly, where a value outside its support is named with its support.
+        traces = _starter(model, observed, init == "median", False)(*inputs)
+    _check_initial_points(traces)
+    return traces
 
-    def start(key):
-        if init == "median":
+
+@functools.lru_cache(maxsize=32)
+def _starter(model: GenerativeFunction, observed: tuple, median: bool, compiled: bool) -> Callable:
+    """``(keys, given, observations, args) -> traces``, one per key (jitted if ``compiled``)."""
+    latent = ~select(*observed)
+
+    def start(key, given, observations, args):
+        if median:
             draws, _ = jax.vmap(lambda k: model.generate(k, observations, args))(
                 jax.random.split(jax.random.fold_in(key, 1), 15)
             )
             medians = jax.tree.map(
                 lambda v: jnp.median(v, axis=0).astype(v.dtype), draws.choices.filter(latent)
             )
-            return model.generate(key, medians | observations, args)
-        return model.generate(key, given, args)
+            return model.generate(key, medians | observations, args)[0]
+        return model.generate(key, given, args)[0]
 
-    traces, weights = jax.vmap(start)(jax.random.split(key, num_chains))
-    _check_initial_points(traces, weights)
-    return traces
+    starts = jax.vmap(start, in_axes=(0, None, None, None))
+    return jax.jit(starts) if compiled else starts
 
 
 class _Programs(NamedTuple):
@@ -293,11 +348,26 @@ def _programs(
     latent = ~select(*observed)
     adaptation = stepwise_window_adaptation(model, latent)
 
-    def step(key, trace, parameters):
+    # After the warm-up a chain's state is its trace for a given kernel, else the
+    # adaptation's state (the trace and blackjax's NUTS state), carried from step to step.
+    def step(key, state, parameters):
         if kernel is not None:
-            return kernel.step(key, trace)
-        adapted = nuts(model, latent, parameters["step_size"], parameters["inverse_mass_matrix"])
-        return adapted.step(key, trace)
+            return kernel.step(key, state)
+        return adaptation.sample(key, state, parameters)
+
+    def kept_of(trace):
+        return trace.choices.filter(latent), trace.site_scores.filter(~latent)
+
+    # What a draw keeps: the choices and observed site scores of a given kernel's trace; of
+    # NUTS only the position, mapped to choices and scores after the chunk's loop, all draws
+    # at once (one batched model evaluation rather than one per step of the loop).
+    def snapshot(state):
+        return kept_of(state) if kernel is not None else state.chain.position
+
+    def kept(snapshots, state):
+        if kernel is not None:
+            return snapshots
+        return jax.vmap(lambda position: kept_of(adaptation.to_trace(state, position)))(snapshots)
 
     # The warm-up state is the trace for a given kernel (run unadapted), else window
     # adaptation's state. A warm-up step with ``active`` false leaves the state as it is.
@@ -320,24 +390,27 @@ def _programs(
     def warmup_final(state):
         return _strongly_typed((state, None) if kernel is not None else adaptation.final(state))
 
-    def draw(trace, key, parameters):
-        trace, info = jax.lax.scan(
-            lambda t, k: step(k, t, parameters), trace, jax.random.split(key, thinning)
-        )
+    def draw(state, key, parameters):
+        if thinning == 1:
+            state, info = step(key, state, parameters)
+        else:
+            state, infos = jax.lax.scan(
+                lambda s, k: step(k, s, parameters), state, jax.random.split(key, thinning)
+            )
+            info = jax.tree.map(lambda x: x[-1], infos)
         # Only the sample stats of the info are kept: NUTS's info also holds the momentum and
         # both ends of the trajectory, several times the size of the draw itself.
-        stats = jax.tree.map(lambda x: x[-1], _sample_stats(info))
-        kept = (trace.choices.filter(latent), trace.site_scores.filter(~latent), stats)
-        return trace, kept
+        return state, (snapshot(state), _sample_stats(info))
 
-    def chunk(trace, key, parameters, length):
-        return jax.lax.scan(
-            lambda t, k: draw(t, k, parameters), trace, jax.random.split(key, length)
+    def chunk(state, key, parameters, length):
+        state, (snapshots, stats) = jax.lax.scan(
+            lambda s, k: draw(s, k, parameters), state, jax.random.split(key, length)
         )
+        return state, (*kept(snapshots, state), stats)
 
-    def chunks(traces, keys, parameters, length):
-        per_chain = jax.vmap(lambda t, k, p: chunk(t, k, p, length))
-        return placement.map(per_chain)(traces, keys, parameters)
+    def chunks(chains, keys, parameters, length):
+        per_chain = jax.vmap(lambda s, k, p: chunk(s, k, p, length))
+        return placement.map(per_chain)(chains, keys, parameters)
 
     def per_chain(function):
         return jax.jit(placement.map(jax.vmap(function)))

@@ -102,7 +102,7 @@ def test_chunked_warmup_is_blackjax_window_adaptation():
     init_key, warmup_key, _ = jax.random.split(KEY, 3)
     num_chains, num_warmup = SETTINGS["num_chains"], SETTINGS["num_warmup"]
     traces = _run._initial_traces(
-        location, ChoiceMap.from_dict(DATA), select("mu"), None, init_key, (), num_chains
+        location, ChoiceMap.from_dict(DATA), (("ys",),), None, init_key, (), num_chains
     )
 
     def blackjax_warmup(trace, key):
