@@ -18,6 +18,8 @@ Run: ``python benchmarks/nuts.py [--quick] [--model gaussian] [--repeats 5]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -195,6 +197,19 @@ def min_bulk_ess(draws: dict[str, np.ndarray]) -> float:
     return float(min(np.min(ess[name].values) for name in ess.data_vars))
 
 
+@contextlib.contextmanager
+def _no_gc():
+    """Python's garbage collector off while timing (as ``timeit`` does), after a collection:
+    a cycle collection triggered by the previous sampler's garbage (or by ESS computation)
+    would otherwise land in whichever run comes next."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def measure(runs: dict[str, Callable[[Any], dict]], repeats: int) -> dict[str, tuple]:
     """Per sampler: medians over the repeats of (seconds after compilation, min bulk ESS,
     ESS per second), and the compile seconds.
@@ -214,9 +229,10 @@ def measure(runs: dict[str, Callable[[Any], dict]], repeats: int) -> dict[str, t
     ess: dict[str, list[float]] = {name: [] for name in runs}
     for i in range(repeats):
         for name, run in runs.items():
-            start = time.perf_counter()
-            draws = run(jax.random.key(i + 1))
-            times[name].append(time.perf_counter() - start)
+            with _no_gc():
+                start = time.perf_counter()
+                draws = run(jax.random.key(i + 1))
+                times[name].append(time.perf_counter() - start)
             ess[name].append(min_bulk_ess(draws))
     results = {}
     for name in runs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import pickle
 from collections.abc import Callable
@@ -62,6 +63,26 @@ def _sample_stats(info: Any, prefix: str = "") -> dict[str, jax.Array]:
         for field, name in _STAT_NAMES.items()
         if hasattr(info, field)
     }
+
+
+def _pack(stats: dict[str, jax.Array]) -> jax.Array:
+    """``stats`` raveled into one vector of their widest float type (bools and the integer
+    counts of NUTS are exact in it)."""
+    dtype = functools.reduce(
+        jnp.promote_types, [jnp.float32, *map(jnp.result_type, stats.values())]
+    )
+    return jnp.concatenate([jnp.ravel(v).astype(dtype) for v in stats.values()] or [jnp.zeros(0)])
+
+
+def _unpack(packed: jax.Array, layout: dict[str, tuple]) -> dict[str, jax.Array]:
+    """``_pack``'s stats back from ``packed`` (leading axes kept), with their shapes and dtypes."""
+    out, start = {}, 0
+    for name, (shape, dtype) in layout.items():
+        size = math.prod(shape)
+        piece = packed[..., start : start + size]
+        out[name] = piece.reshape(*packed.shape[:-1], *shape).astype(dtype)
+        start += size
+    return out
 
 
 def run(
@@ -390,6 +411,11 @@ def _programs(
     def warmup_final(state):
         return _strongly_typed((state, None) if kernel is not None else adaptation.final(state))
 
+    # The sample stats of a draw leave the sampling loop as one vector (one write per draw
+    # rather than one per stat: ~7% of the time of a NUTS draw on eight schools); ``layout``
+    # holds their names, shapes and dtypes, known once ``draw`` is traced.
+    layout: dict[str, dict] = {}
+
     def draw(state, key, parameters):
         if thinning == 1:
             state, info = step(key, state, parameters)
@@ -400,13 +426,15 @@ def _programs(
             info = jax.tree.map(lambda x: x[-1], infos)
         # Only the sample stats of the info are kept: NUTS's info also holds the momentum and
         # both ends of the trajectory, several times the size of the draw itself.
-        return state, (snapshot(state), _sample_stats(info))
+        stats = _sample_stats(info)
+        layout["stats"] = {name: (jnp.shape(v), jnp.result_type(v)) for name, v in stats.items()}
+        return state, (snapshot(state), _pack(stats))
 
     def chunk(state, key, parameters, length):
         state, (snapshots, stats) = jax.lax.scan(
             lambda s, k: draw(s, k, parameters), state, jax.random.split(key, length)
         )
-        return state, (*kept(snapshots, state), stats)
+        return state, (*kept(snapshots, state), _unpack(stats, layout["stats"]))
 
     def chunks(chains, keys, parameters, length):
         per_chain = jax.vmap(lambda s, k, p: chunk(s, k, p, length))
