@@ -67,17 +67,18 @@ def _sample_stats(info: Any, prefix: str = "") -> dict[str, jax.Array]:
 
 def _pack(stats: dict[str, jax.Array]) -> jax.Array:
     """``stats`` raveled into one vector of their widest float type (bools and the integer
-    counts of NUTS are exact in it)."""
+    counts of NUTS are exact in it), in the order of their names."""
     dtype = functools.reduce(
         jnp.promote_types, [jnp.float32, *map(jnp.result_type, stats.values())]
     )
-    return jnp.concatenate([jnp.ravel(v).astype(dtype) for v in stats.values()] or [jnp.zeros(0)])
+    pieces = [jnp.ravel(stats[name]).astype(dtype) for name in sorted(stats)]
+    return jnp.concatenate(pieces or [jnp.zeros(0)])
 
 
 def _unpack(packed: jax.Array, layout: dict[str, tuple]) -> dict[str, jax.Array]:
     """``_pack``'s stats back from ``packed`` (leading axes kept), with their shapes and dtypes."""
     out, start = {}, 0
-    for name, (shape, dtype) in layout.items():
+    for name, (shape, dtype) in sorted(layout.items()):
         size = math.prod(shape)
         piece = packed[..., start : start + size]
         out[name] = piece.reshape(*packed.shape[:-1], *shape).astype(dtype)

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inference import mcmc
 from inference.mcmc import _run
@@ -253,3 +255,30 @@ def test_batched_observations_below_a_combinator_are_not_latent():
     assert data.log_likelihood["chain.y"].shape == (2, 40, 3)
     draws = mcmc.predictive(chain, jax.random.key(0), posterior=data)
     assert not np.allclose(draws["chain", "y"][0, 0], ys)  # resimulated, not the observations
+
+
+_STAT = st.tuples(
+    st.sampled_from([np.bool_, np.int32, np.float32]),
+    st.lists(st.integers(1, 3), max_size=2).map(tuple),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from("fedcba"), _STAT, min_size=1, max_size=5), st.integers(0, 2**20)
+)
+def test_packed_sample_stats_come_back_with_their_values_shapes_and_dtypes(layout, seed):
+    rng = np.random.default_rng(seed)
+    stats = {
+        name: (
+            rng.integers(0, 1024, shape) if dtype is not np.float32 else rng.normal(size=shape)
+        ).astype(dtype)
+        for name, (dtype, shape) in layout.items()
+    }
+    packed = jax.vmap(_run._pack)({k: np.stack([v, v]) for k, v in stats.items()})
+    spec = {k: (v.shape, v.dtype) for k, v in stats.items()}
+    back = _run._unpack(packed, spec)
+    assert set(back) == set(stats)
+    for name, value in stats.items():
+        assert back[name].dtype == value.dtype and back[name].shape == (2, *value.shape)
+        np.testing.assert_array_equal(back[name][1], value)
