@@ -36,6 +36,50 @@ def _join(dynamic: list, static: list, tree: Any) -> tuple:
     return jax.tree_util.tree_unflatten(tree, leaves)
 
 
+class _Plate:
+    """How a vmapped expectation maps its arguments and reduces its copies (``vmap``)."""
+
+    def __init__(self, in_axes: Any, reduce: str | None, copy: Callable | None = None):
+        self.in_axes = in_axes
+        self.reduce = reduce
+        self.copy = copy  # the integrand of one copy
+
+    def argument_axes(self, args: tuple) -> tuple:
+        """One mapped axis (or ``None``) per argument after the key."""
+        if self.in_axes is None or isinstance(self.in_axes, int):
+            return (self.in_axes,) * len(args)
+        axes = tuple(self.in_axes)
+        if len(axes) != len(args) or not all(a is None or isinstance(a, int) for a in axes):
+            raise ValueError(
+                f"in_axes={self.in_axes!r}: give an int or None, or one int or None per "
+                f"argument after the key ({len(args)} here)"
+            )
+        return axes
+
+    def size(self, args: tuple, axes: tuple) -> int:
+        """The number of copies: the size of every mapped axis."""
+        sizes = {
+            jnp.shape(leaf)[axis]
+            for arg, axis in zip(args, axes, strict=True)
+            if axis is not None
+            for leaf in jax.tree_util.tree_leaves(arg)
+        }
+        if len(sizes) != 1:
+            raise ValueError(
+                "the mapped arguments of a vmapped expectation need one common size along "
+                f"their mapped axes (in_axes={self.in_axes!r}); they have "
+                + (", ".join(map(str, sorted(sizes))) if sizes else "no mapped array")
+            )
+        return sizes.pop()
+
+    def reduced(self, values: jax.Array) -> jax.Array:
+        if self.reduce == "mean":
+            return jnp.mean(values, axis=0)
+        if self.reduce == "sum":
+            return jnp.sum(values, axis=0)
+        return values
+
+
 class Expectation:
     """``E_{randomness}[f(key, *args)]`` for a function ``f`` that samples: estimates of its
     value and of its gradient, with one gradient estimator per random choice.
@@ -59,13 +103,67 @@ class Expectation:
         True
     """
 
-    def __init__(self, fn: Callable[..., Any], overrides: tuple = ()):
+    def __init__(self, fn: Callable[..., Any], overrides: tuple = (), plate: _Plate | None = None):
         self.fn = fn
         self.overrides = overrides
+        self.plate = plate
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        return f"expectation({getattr(self.fn, '__name__', 'integrand')})"
+        name = f"expectation({getattr(self.fn, '__name__', 'integrand')})"
+        if self.plate is None:
+            return name
+        return f"{name}.vmap(in_axes={self.plate.in_axes!r}, reduce={self.plate.reduce!r})"
+
+    def vmap(self, in_axes: Any = 0, reduce: str | None = "mean") -> Expectation:
+        """Independent copies of this expectation over a batch, reduced to their mean or sum.
+
+        Each copy has its own key (``split(key, n)``) and its own estimators, interpreted once
+        for all copies with ``jax.vmap``: ``enum`` enumerates each copy's choices on their own
+        (``K`` values per copy, every copy at once), where ``jax.vmap`` inside one expectation
+        makes one draw of all the copies, enumerated jointly (``K^n`` values). A gradient is
+        taken once, of the reduced surrogate, so no per-copy gradients are formed; values that
+        do not depend on the batch (a decoder's output for each class) are computed once.
+
+        Args:
+            in_axes: the mapped axis of each argument after the key: an int or ``None`` for
+                all of them, or a tuple with one int or ``None`` per argument (``None``: shared
+                by every copy, e.g. the parameters). Only array arguments can be mapped.
+            reduce: ``"mean"`` (default) or ``"sum"`` over the copies, or ``None`` for the
+                vector of per-copy values (``estimate`` only: a gradient needs a scalar).
+
+        Returns:
+            An ``Expectation`` of the reduced value. Inside another expectation its
+            ``estimate`` is the vmapped integrand (the copies' draws are then one draw).
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> from ppl import categorical
+            >>> from ppl.adev import enum
+            >>> @expectation
+            ... def match(key, logits, target):  # P(c == target)
+            ...     c = categorical.enum().simulate(key, (None, logits)).retval
+            ...     return (c == target).astype(jnp.float32)
+            >>> logits = jnp.log(jnp.array([[0.2, 0.8], [0.5, 0.5], [0.9, 0.1]]))
+            >>> batch = match.vmap(in_axes=(0, 0))
+            >>> value = batch.estimate(jax.random.key(0), logits, jnp.array([1, 0, 0]))
+            >>> round(float(value), 4)  # (0.8 + 0.5 + 0.9) / 3
+            0.7333
+        """
+        if self.plate is not None:
+            raise TypeError(f"{self!r} is already vmapped; vmap the integrand's copy instead")
+        if reduce not in ("mean", "sum", None):
+            raise ValueError(f"reduce must be 'mean', 'sum' or None, got {reduce!r}")
+        plate = _Plate(in_axes, reduce)
+
+        def batched(key, *args):
+            axes = plate.argument_axes(args)
+            n = plate.size(args, axes)
+            values = jax.vmap(self.fn, in_axes=(0, *axes))(jax.random.split(key, n), *args)
+            return plate.reduced(values)
+
+        functools.update_wrapper(batched, self.fn)
+        return Expectation(batched, self.overrides, _Plate(in_axes, reduce, self.fn))
 
     def with_estimators(self, estimators: Mapping[Any, Estimator]) -> Expectation:
         """The same expectation with estimators chosen by address, without editing the program.
@@ -104,7 +202,7 @@ class Expectation:
                 )
             selection = key if isinstance(key, Selection) else as_selection(to_path(key))
             added.append((key, selection, estimator))
-        return Expectation(self.fn, self.overrides + tuple(added))
+        return Expectation(self.fn, self.overrides + tuple(added), self.plate)
 
     # -- tracing and interpretation ----------------------------------------------------------------
     def _run(self, key: jax.Array, dynamic: list, static: list, tree: Any, state: dict):
@@ -133,10 +231,48 @@ class Expectation:
             )
         return v, s, run
 
+    def _run_copies(self, key: jax.Array, dynamic: list, static: list, tree: Any, state: dict):
+        """``_run`` of each copy of a vmapped expectation, vmapped: ``(v, s, run, v_mean)``.
+
+        ``v`` and ``s`` are reduced as the plate says; ``v_mean`` is the mean of the copies'
+        values, which estimator state (a running mean of the objective) tracks per copy.
+        """
+        assert self.plate is not None and self.plate.copy is not None
+        plate, copy = self.plate, Expectation(self.plate.copy, self.overrides)
+        args = _join(dynamic, static, tree)
+        axes = plate.argument_axes(args)
+        leaf_axes = [
+            axis
+            for arg, axis in zip(args, axes, strict=True)
+            for _ in jax.tree_util.tree_leaves(arg, is_leaf=lambda x: x is None)
+        ]
+        for leaf, axis in zip(static, leaf_axes, strict=True):
+            if axis is not None and leaf is not None:
+                raise TypeError(
+                    f"{self!r} maps axis {axis} of a static argument ({leaf!r}); only array "
+                    "arguments can be mapped: give it in_axes None"
+                )
+        runs: list = []
+
+        def one(key, dynamic):
+            v, s, run = copy._run(key, dynamic, static, tree, state)
+            runs.append(run)
+            return v, s
+
+        keys = jax.random.split(key, plate.size(args, axes))
+        dynamic_axes = [None if d is None else a for d, a in zip(dynamic, leaf_axes, strict=True)]
+        v, s = jax.vmap(one, in_axes=(0, dynamic_axes))(keys, dynamic)
+        return plate.reduced(v), plate.reduced(s), runs[0], jnp.mean(v, axis=0)
+
     def _interpret(self, key: jax.Array, dynamic: list, static: list, tree: Any, state: dict):
-        v, s, run = self._run(key, dynamic, static, tree, state)
+        if self.plate is None:
+            v, s, run = self._run(key, dynamic, static, tree, state)
+            tracked_value = v
+        else:
+            v, s, run, tracked_value = self._run_copies(key, dynamic, static, tree, state)
         new_state = {
-            a: b.update_state(state.get(a, b.init_state()), v) for a, b in run.tracked.items()
+            a: b.update_state(state.get(a, b.init_state()), tracked_value)
+            for a, b in run.tracked.items()
         }
         return v, s, new_state
 
@@ -220,7 +356,11 @@ class Expectation:
         tracked: dict = {}
 
         def probe(dynamic):
-            tracked.update(self._run(key, dynamic, static, tree, {})[2].tracked)
+            if self.plate is None:
+                run = self._run(key, dynamic, static, tree, {})[2]
+            else:
+                run = self._run_copies(key, dynamic, static, tree, {})[2]
+            tracked.update(run.tracked)
             return jnp.zeros(())
 
         jax.eval_shape(probe, dynamic)

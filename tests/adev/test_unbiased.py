@@ -253,6 +253,7 @@ class Case:
 
 MU, LOG_SIGMA, P = 0.3, -0.2, 0.3
 LOGITS = jnp.array([0.2, -0.5, 0.4])
+P_COPIES = jnp.array([0.2, 0.5, 0.7])
 THETA = jnp.array([0.5, -0.3, 0.8, 0.1])
 W_MATRIX = jnp.array([[0.3, -0.2, 0.4], [0.1, 0.5, -0.3]])
 
@@ -356,6 +357,18 @@ CASES = [
         multi_sample.with_estimators({"c": enum()}),
         (MU, P),
         product_exact,
+    ),
+    Case(
+        "expectation.vmap/enum per copy, mean",
+        product.with_estimators({"c": enum()}).vmap(in_axes=(None, 0)),
+        (MU, P_COPIES),
+        lambda mu, p: jnp.mean(product_exact(mu, p)),
+    ),
+    Case(
+        "expectation.vmap/reinforce, sum",
+        product.with_estimators({"c": reinforce()}).vmap(in_axes=(None, 0), reduce="sum"),
+        (MU, P_COPIES),
+        lambda mu, p: jnp.sum(product_exact(mu, p)),
     ),
     Case("custom derivatives/reparam", through_custom_derivatives, (0.3,), custom_exact),
     Case(
