@@ -64,7 +64,7 @@ def test_copies_are_enumerated_one_by_one_where_a_joint_draw_is_refused():
     @expectation
     def joint(key, logits):
         keys = jax.random.split(key, logits.shape[0])
-        return jnp.mean(jax.vmap(lambda k, l: per_copy.estimate(k, l, 1.0))(keys, logits))
+        return jnp.mean(jax.vmap(lambda k, row: per_copy.estimate(k, row, 1.0))(keys, logits))
 
     with pytest.raises(AddressError, match=r"4\^64 values"):
         joint.with_estimators({"k": enum()}).estimate(jax.random.key(0), logits)
