@@ -29,11 +29,12 @@ Three parts, in one run:
     prior, the decoder reads its one-hot code), two gradient strategies for it:
 
     * ``enum``, exact: hand-written JAX sums over the classes for the whole batch at once.
-      ``enum`` in ppl enumerates a choice's elements *jointly* (10^64 values for the batch), so
-      ours is a per-datapoint expectation whose ``value_and_grad`` is ``jax.vmap``-ed over the
-      batch and averaged: per-datapoint gradients. The diagnostic row "hand-written,
-      per-datapoint gradients" computes the same thing by hand. GenJAX's
-      ``categorical_enum_parallel`` (unbatched only), per datapoint in the same way;
+      ``enum`` in ppl enumerates a draw's elements *jointly* (10^64 values for a batched
+      draw), so ours is a per-datapoint expectation made a batch objective with
+      ``Expectation.vmap`` (each copy enumerated on its own, one gradient of the averaged
+      surrogate). The diagnostic row "hand-written, per-datapoint grads" is what vmapping a
+      per-datapoint ``value_and_grad`` costs instead. GenJAX's ``categorical_enum_parallel``
+      (unbatched only), per datapoint with a vmapped ``value_and_grad``;
     * ``reinforce`` with a constant baseline ``784 log(1/2)`` (the ELBO of a decoder that says
       1/2 everywhere), whole batch: ours ``with_estimators({"c": reinforce(constant(b))})``;
       hand-written, the same estimator (the batch's score times the batch's ELBO minus ``b``);
@@ -433,7 +434,8 @@ def categorical_hand_enum_per_datapoint(sizes: Sizes) -> System:
 
 
 def categorical_ours_enum(sizes: Sizes) -> System:
-    """ppl: a per-datapoint ELBO with ``enum`` at ``"c"``, vmapped over the batch."""
+    """ppl: a per-datapoint ELBO with ``enum`` at ``"c"``, its copies over the batch made
+    with ``Expectation.vmap``."""
 
     @ppl.gen
     def guide(params, x):
@@ -450,11 +452,8 @@ def categorical_ours_enum(sizes: Sizes) -> System:
         log_joint, _ = model.assess(trace.choices | {"x": x}, (params,))
         return log_joint - trace.score
 
-    exact = elbo.with_estimators({"c": enum()})
-    return System(
-        OURS,
-        per_datapoint(lambda params, key, x: exact.value_and_grad(key, params, x, argnums=0)),
-    )
+    batch = elbo.with_estimators({"c": enum()}).vmap(in_axes=(None, 0))
+    return System(OURS, lambda params, key, x: batch.value_and_grad(key, params, x, argnums=0))
 
 
 def categorical_genjax_enum(sizes: Sizes) -> System:
