@@ -66,12 +66,9 @@ import argparse
 import dataclasses
 import functools
 import importlib.metadata
-import math
-import random
 import statistics
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import genjax
@@ -79,6 +76,7 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as numpyro_distributions
+from _timing import Compilation, compile_function, met, run_times, show_seconds
 from jax.scipy import stats
 from numpyro import handlers
 from numpyro.contrib.control_flow import scan as numpyro_scan
@@ -578,50 +576,6 @@ def benchmarks(sizes: Sizes) -> tuple[Benchmark, ...]:
 # -- compilation and run time --------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Compilation:
-    """What compiling one function cost, and the executable.
-
-    Attributes:
-        executable: the compiled function of the last repeat.
-        lowers: seconds of ``jax.jit(f).lower(*arguments)`` (tracing and lowering), per repeat.
-        totals: seconds of lowering and ``.compile()`` together, per repeat.
-    """
-
-    executable: Callable[..., Any]
-    lowers: list[float]
-    totals: list[float]
-
-
-def compile_once(function: Callable[..., Any], arguments: tuple) -> tuple[Any, float, float]:
-    """Lowers and compiles ``jax.jit(function)`` from cleared caches.
-
-    Returns:
-        ``(executable, seconds to lower, seconds to lower and compile)``.
-    """
-    jax.clear_caches()
-    start = time.perf_counter()
-    lowered = jax.jit(function).lower(*arguments)
-    lowered_at = time.perf_counter()
-    executable = lowered.compile()
-    return executable, lowered_at - start, time.perf_counter() - start
-
-
-def compile_function(function: Callable[..., Any], arguments: tuple, sizes: Sizes) -> Compilation:
-    """Compiles up to ``sizes.compile_repeats`` times, while within ``sizes.compile_seconds``."""
-    lowers: list[float] = []
-    totals: list[float] = []
-    while True:
-        executable, lowered, total = compile_once(function, arguments)
-        lowers.append(lowered)
-        totals.append(total)
-        if len(totals) == sizes.compile_repeats:
-            break
-        if sum(totals) + max(totals) > sizes.compile_seconds:
-            break
-    return Compilation(executable, lowers, totals)
-
-
 def compile_method(
     benchmark: Benchmark, method: str, arguments: tuple, sizes: Sizes
 ) -> dict[str, Compilation]:
@@ -645,44 +599,6 @@ def runnable(
         if implementation.name in compiled
         and (function := implementation.method(method)) is not None
     }
-
-
-def run_times(calls: Mapping[str, Callable[[], Any]], sizes: Sizes, rounds: int = 100) -> dict:
-    """Median seconds per call of each function, timed in rounds that alternate them.
-
-    Each round calls every function in turn, in a new random order, so neither drift in machine
-    load nor a place in the order favours one.
-
-    Args:
-        calls: zero-argument calls of the functions, by name.
-        sizes: how long to spend (``seconds_per_function``, ``minimum_calls``).
-        rounds: how many times the functions take turns, at most; never more than the fewest
-            calls any function gets.
-
-    Returns:
-        The median time of one call, by name.
-    """
-    counts = {}
-    for name, call in calls.items():
-        jax.block_until_ready(call())  # warm-up
-        start = time.perf_counter()
-        for _ in range(3):
-            jax.block_until_ready(call())
-        estimate = (time.perf_counter() - start) / 3
-        counts[name] = max(sizes.minimum_calls, int(sizes.seconds_per_function / estimate))
-    rounds = min(rounds, *counts.values())
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    order = list(calls)
-    shuffler = random.Random(0)
-    for _ in range(rounds):
-        shuffler.shuffle(order)
-        for name in order:
-            call = calls[name]
-            for _ in range(math.ceil(counts[name] / rounds)):
-                start = time.perf_counter()
-                jax.block_until_ready(call())
-                samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(times) for name, times in samples.items()}
 
 
 # -- agreement -----------------------------------------------------------------------------------
@@ -834,15 +750,6 @@ def measure(benchmark: Benchmark, sizes: Sizes) -> tuple[list[Row], list[Agreeme
 # -- report --------------------------------------------------------------------------------------
 
 
-def show_seconds(seconds: float) -> str:
-    """Seconds in the unit that suits them."""
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f} us"
-    if seconds < 1.0:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds:.2f} s"
-
-
 def find(rows: list[Row], title: str, method: str, name: str) -> Row | None:
     """The row of one model, method and implementation, if measured."""
     wanted = (title, method, name)
@@ -912,11 +819,6 @@ def diagnosis(rows: list[Row], ours: Row) -> str:
     if choices_only is None:
         return ""
     return f"; {ratio(rows, choices_only, HAND):.2f}x returning only the choices and score"
-
-
-def met(condition: bool) -> str:
-    """How a target reads in the report."""
-    return "met" if condition else "NOT met"
 
 
 def print_agreement(agreements: list[Agreement]) -> bool:

@@ -49,7 +49,7 @@ Three parts, in one run:
     a size whose predicted time (growth per coin from the last two sizes) is over the budget,
     or that runs past it, is skipped.
 
-Measured as ``benchmarks/gfi_overhead.py`` does, with its timing functions: the median step
+Measured as ``benchmarks/gfi_overhead.py`` does, with ``benchmarks/_timing.py``: the median step
 time over rounds in which the implementations take turns in a shuffled order, and
 ``jax.jit(step).lower(...).compile()`` after ``jax.clear_caches()`` (median of up to three);
 the timed calls are of the executables compiled for the compile time.
@@ -90,12 +90,12 @@ import numpy as np
 import numpyro
 import numpyro.distributions as numpyro_distributions
 import optax
+from _timing import compile_function, compile_once, met, run_times, show_seconds
 from genjax.adev import categorical_enum_parallel, flip_enum, flip_enum_parallel, normal_reparam
 from genjax.adev import expectation as genjax_expectation
 from genjax.adev import invoke_closed_over as genjax_invoke
 from genjax.adev import reinforce as genjax_reinforce
 from genjax.core import distribution as genjax_distribution
-from gfi_overhead import compile_function, compile_once, run_times, show_seconds
 from numpyro.infer import SVI, Trace_ELBO
 from tensorflow_probability.substrates import jax as tfp
 
@@ -982,11 +982,6 @@ def print_chain_table(rows: list[ChainRow]) -> None:
             continue
         print(f"{start} {show_seconds(row.lower):>8} {show_seconds(row.total):>9}")
     print("compile: trace, lower and compile of jax.jit(value_and_grad); lower: its first part")
-
-
-def met(condition: bool) -> str:
-    """How a target reads in the report."""
-    return "met" if condition else "NOT met"
 
 
 def print_targets(rows: list[Row], chains: list[ChainRow]) -> None:
