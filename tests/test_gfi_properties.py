@@ -11,18 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from generated_programs import KERNEL_FAMILIES, flatten_choices, selected
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from strategies import (
-    FIRST_KINDS,
-    KERNEL_FAMILIES,
-    arguments,
-    batched_like,
-    families_at,
-    flatten_choices,
-    models,
-    selected,
-)
+from strategies import FIRST_KINDS, arguments, batched_like, families_at, models
 
 from ppl import ChoiceMap, select
 
