@@ -103,13 +103,13 @@ def stepwise_window_adaptation(
             adapt_init(position, initial_step_size),
         )
 
+    def transition(key, state, step_size, inverse_mass_matrix):
+        """One transition of ``algorithm`` from the chain of ``state``: ``(chain, info)``."""
+        return kernel(key, state.chain, logdensity(state.trace), step_size, inverse_mass_matrix)
+
     def step(key, stage, state):
-        chain, info = kernel(
-            key,
-            state.chain,
-            logdensity(state.trace),
-            state.adaptation.step_size,
-            state.adaptation.inverse_mass_matrix,
+        chain, info = transition(
+            key, state, state.adaptation.step_size, state.adaptation.inverse_mass_matrix
         )
         adaptation = adapt_update(
             state.adaptation, (stage[0], stage[1]), chain.position, info.acceptance_rate
@@ -122,12 +122,8 @@ def stepwise_window_adaptation(
         return AdaptationState(state.trace, state.chain, None), parameters
 
     def sample(key, state, parameters):
-        chain, info = kernel(
-            key,
-            state.chain,
-            logdensity(state.trace),
-            parameters["step_size"],
-            parameters["inverse_mass_matrix"],
+        chain, info = transition(
+            key, state, parameters["step_size"], parameters["inverse_mass_matrix"]
         )
         return AdaptationState(state.trace, chain, state.adaptation), info
 
