@@ -39,7 +39,7 @@ def _join(dynamic: list, static: list, tree: Any) -> tuple:
 class _Plate:
     """How a vmapped expectation maps its arguments and reduces its copies (``vmap``)."""
 
-    def __init__(self, in_axes: Any, reduce: str | None, copy: Callable | None = None):
+    def __init__(self, in_axes: Any, reduce: str | None, copy: Callable):
         self.in_axes = in_axes
         self.reduce = reduce
         self.copy = copy  # the integrand of one copy
@@ -154,7 +154,7 @@ class Expectation:
             raise TypeError(f"{self!r} is already vmapped; vmap the integrand's copy instead")
         if reduce not in ("mean", "sum", None):
             raise ValueError(f"reduce must be 'mean', 'sum' or None, got {reduce!r}")
-        plate = _Plate(in_axes, reduce)
+        plate = _Plate(in_axes, reduce, self.fn)
 
         def batched(key, *args):
             axes = plate.argument_axes(args)
@@ -163,7 +163,7 @@ class Expectation:
             return plate.reduced(values)
 
         functools.update_wrapper(batched, self.fn)
-        return Expectation(batched, self.overrides, _Plate(in_axes, reduce, self.fn))
+        return Expectation(batched, self.overrides, plate)
 
     def with_estimators(self, estimators: Mapping[Any, Estimator]) -> Expectation:
         """The same expectation with estimators chosen by address, without editing the program.
@@ -237,7 +237,7 @@ class Expectation:
         ``v`` and ``s`` are reduced as the plate says; ``v_mean`` is the mean of the copies'
         values, which estimator state (a running mean of the objective) tracks per copy.
         """
-        assert self.plate is not None and self.plate.copy is not None
+        assert self.plate is not None
         plate, copy = self.plate, Expectation(self.plate.copy, self.overrides)
         args = _join(dynamic, static, tree)
         axes = plate.argument_axes(args)
