@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -88,6 +89,38 @@ def random_data(sizes: Sizes) -> jax.Array:
     return jax.random.bernoulli(jax.random.key(1), 0.5, (sizes.batch, sizes.data)).astype(
         jnp.float32
     )
+
+
+# -- what an implementation reports ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Agreement:
+    """One implementation's estimate against the reference's.
+
+    Attributes:
+        what: the benchmark and the quantity compared.
+        name: the implementation.
+        difference: ``|estimate - reference|``.
+        allowed: the largest difference allowed (standard errors and float32 tolerance).
+    """
+
+    what: str
+    name: str
+    difference: float
+    allowed: float
+
+    @property
+    def passed(self) -> bool:
+        """Whether the difference is within what is allowed."""
+        return self.difference <= self.allowed
+
+
+def failure(error: Exception) -> str:
+    """A one-line note of why an implementation failed (without terminal colour codes)."""
+    message = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    first = message.splitlines()[0] if message else ""
+    return f"failed: {type(error).__name__}: {first[:120]}"
 
 
 # -- networks ------------------------------------------------------------------------------------
