@@ -21,6 +21,7 @@ from ppl._choicemap import EMPTY, ChoiceMap, Masked
 from ppl._context import at_prefix, handling
 from ppl._errors import AddressError
 from ppl._interface import GenerativeFunction, Trace
+from ppl._keys import StepKey, call_keys
 from ppl._selection import Selection
 
 
@@ -30,23 +31,59 @@ def _is_static(arg: Any) -> bool:
 
 
 def _flatten_trace(trace: StaticTrace):
-    children = (trace.retval, trace.subtraces)
+    children = (trace.kept, trace.subtraces)
+    aux = (trace.addresses, trace.retval_spec)
     if trace.args is None:
-        return (None, *children), (trace.addresses, None)
+        return (None, *children), (*aux, None)
     static = tuple((i, a) for i, a in enumerate(trace.args) if _is_static(a))
     dynamic = tuple(None if _is_static(a) else a for a in trace.args)
-    return (dynamic, *children), (trace.addresses, static)
+    return (dynamic, *children), (*aux, static)
 
 
 def _unflatten_trace(aux, children) -> StaticTrace:
-    addresses, static = aux
-    dynamic, retval, subtraces = children
+    addresses, retval_spec, static = aux
+    dynamic, kept, subtraces = children
     if static is None:
-        return StaticTrace(None, retval, subtraces, addresses)
+        return StaticTrace(None, kept, subtraces, addresses, retval_spec)
     args = list(dynamic)
     for i, value in static:
         args[i] = value
-    return StaticTrace(tuple(args), retval, subtraces, addresses)
+    return StaticTrace(tuple(args), kept, subtraces, addresses, retval_spec)
+
+
+Link = tuple[int, int] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RetvalSpec:
+    """Where each leaf of a ``@gen`` function's return value is held.
+
+    A leaf that is a visited call's return value (``return normal(...) @ "y"``, a chain's
+    state returned as its carry) is read from that call's sub-trace rather than held twice: a
+    traced program would otherwise return (and a ``Scan`` stack) the same array twice. The
+    links are fixed by the program's structure, so every GFI method gives the same tree.
+
+    Attributes:
+        tree: the return value's tree structure.
+        links: per leaf, ``(k, i)`` for leaf ``i`` of the ``k``-th visit's return value, or
+            ``None`` for a leaf held in ``StaticTrace.kept``.
+    """
+
+    tree: Any
+    links: tuple[Link, ...]
+
+
+def _retval_spec(retval: Any, returned: list[Any]) -> tuple[tuple, RetvalSpec]:
+    """The leaves ``retval`` must hold itself, and the spec linking the others to visits."""
+    where: dict[int, tuple[int, int]] = {}
+    for k, value in enumerate(returned):
+        for i, leaf in enumerate(jax.tree.leaves(value)):
+            if isinstance(leaf, jax.Array):
+                where.setdefault(id(leaf), (k, i))
+    leaves, tree = jax.tree.flatten(retval)
+    links = tuple(where.get(id(leaf)) if isinstance(leaf, jax.Array) else None for leaf in leaves)
+    kept = tuple(leaf for leaf, link in zip(leaves, links, strict=True) if link is None)
+    return kept, RetvalSpec(tree, links)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +92,25 @@ class StaticTrace(Trace):
 
     Python ``int``/``bool``/``str`` arguments are kept as static data of the pytree (they fix
     the program's structure), so a trace passed through ``jax.jit`` keeps them concrete. The
-    score is the sum of the sub-traces' scores, computed when read rather than held (a traced
-    program then does not return it for every nested call).
+    score is the sum of the sub-traces' scores, and the return value is read from the
+    sub-traces where it is one of their values (see ``RetvalSpec``); both are computed when
+    read rather than held (a traced program then does not return them again).
     """
 
     args: tuple | None  # None when nested (see ``GenerativeFunction._with_args``)
-    retval: Any
+    kept: tuple
     subtraces: tuple
     addresses: tuple = dataclasses.field(metadata={"static": True})
+    retval_spec: RetvalSpec = dataclasses.field(metadata={"static": True})
+
+    @property
+    def retval(self) -> Any:  # type: ignore[override]
+        kept = iter(self.kept)
+        leaves = [
+            next(kept) if link is None else jax.tree.leaves(self.subtraces[link[0]].retval)[link[1]]
+            for link in self.retval_spec.links
+        ]
+        return jax.tree.unflatten(self.retval_spec.tree, leaves)
 
     @property
     def score(self) -> jax.Array:  # type: ignore[override]
@@ -95,38 +143,51 @@ class StaticTrace(Trace):
 jax.tree_util.register_pytree_node(StaticTrace, _flatten_trace, _unflatten_trace)
 
 
-_KEY_BLOCK = 4
+# How many calls' keys the first block holds. A chain's step (``StepKey``) often makes a few
+# calls, and a wider block costs time in every step; elsewhere the block is computed once, and
+# a second block would cost more than a wider first one.
+_FIRST_KEY_BLOCK = {"step": 3, "call": 8}
 
 
 class _Handler:
     """Runs one GFI method over the body; subclasses say what a visit does."""
 
-    def __init__(self, key: jax.Array | None, owner: str):
+    def __init__(self, key: jax.Array | StepKey | None, owner: str):
         self.key = key
         self.owner = owner
         self.paths: list[Path] = []
         self.subtraces: list[Trace] = []
+        self.returned: list[Any] = []
+        self._returned_ids: set[int] = set()
         self.score = jnp.zeros(())
         self.weight = jnp.zeros(())
         self._claimed: dict = {}
         self._draws = 0
         self._block: jax.Array | None = None
+        self._block_start = 0
+        self._block_end = 0
 
     def next_key(self) -> jax.Array:
-        """The key of the next call.
+        """The key of the next call: ``fold_in(key, i)`` for the ``i``-th call (see
+        ``ppl._keys``; a chain's step hashes its step index in too).
 
-        The first ``_KEY_BLOCK - 1`` calls take keys from one ``split`` (a single vectorized
-        random-bits computation, as hand-written code splits a key into as many as it needs);
-        later ones ``fold_in`` their index into the block's last key. Keys never depend on a
-        sequence of splits, which would chain one computation per call.
+        Keys are computed in blocks (calls 0-7, 8-15, 16-31, ...; 0-2, 3-7, ... in a chain's
+        step), each one vectorized random-bits computation, as hand-written code splits a key
+        into as many as it needs: a computation per call would cost a loop of its own in a
+        compiled ``Scan`` step. The blocks only group the computation; call ``i``'s key does
+        not depend on their sizes.
         """
         assert self.key is not None, "this interpretation draws no randomness"
-        if self._block is None:
-            self._block = jax.random.split(self.key, _KEY_BLOCK)
+        i = self._draws
         self._draws += 1
-        if self._draws < _KEY_BLOCK:
-            return self._block[self._draws - 1]
-        return jax.random.fold_in(self._block[-1], self._draws)
+        if i >= self._block_end:
+            start = self._block_end
+            first = _FIRST_KEY_BLOCK["step" if isinstance(self.key, StepKey) else "call"]
+            self._block_end = first if start == 0 else max(8, 2 * start)
+            self._block = call_keys(self.key, start, self._block_end)
+            self._block_start = start
+        assert self._block is not None
+        return self._block[i - self._block_start]
 
     def _claim(self, path: Path) -> None:
         node: Any = self._claimed
@@ -167,10 +228,21 @@ class _Handler:
                 trace = self.run(path, gen_fn, args)
             except AddressError as error:
                 raise error.with_prefix(path) from None
+        retval = trace.retval
+        if any(id(leaf) in self._returned_ids for leaf in jax.tree.leaves(retval)):
+            # Two calls returned one array (one constraint given at two addresses): this call
+            # gets its own copy, so that where the body's return value comes from, and so the
+            # trace's tree structure (see ``RetvalSpec``), does not depend on the values given.
+            trace = jax.tree.map(
+                lambda x: jnp.array(x, copy=True) if id(x) in self._returned_ids else x, trace
+            )
+            retval = trace.retval
         self.paths.append(path)
         self.subtraces.append(trace)
         self.score = self.score + trace.score
-        return trace.retval
+        self.returned.append(retval)  # (which also keeps the ids below unique)
+        self._returned_ids.update(id(leaf) for leaf in jax.tree.leaves(retval))
+        return retval
 
     def run(self, path: Path, gen_fn: GenerativeFunction, args: tuple) -> Trace:
         raise NotImplementedError
@@ -291,7 +363,8 @@ class StaticGenerativeFunction(GenerativeFunction):
             return self.fn(*args)
 
     def _trace(self, handler: _Handler, retval: Any) -> StaticTrace:
-        return StaticTrace(None, retval, tuple(handler.subtraces), tuple(handler.paths))
+        kept, spec = _retval_spec(retval, handler.returned)
+        return StaticTrace(None, kept, tuple(handler.subtraces), tuple(handler.paths), spec)
 
     def _check_constraints(self, constraints: Any, handler: _Handler, method: str) -> None:
         if not isinstance(constraints, ChoiceMap):

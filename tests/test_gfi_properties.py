@@ -7,6 +7,8 @@ computed with NumPyro from a flat ``{address: value}`` map (``Model.site_log_den
 the same program with its combinators written as Python loops (``Model.loop_fn``).
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,6 +101,13 @@ def patterns(draw, paths: list) -> list[tuple]:
     return out
 
 
+def same_structure(new, old):
+    """Traces of one program have one tree structure whichever method made them (so they can
+    be a ``lax.scan`` carry or the branches of a ``lax.cond``); arguments aside."""
+    strip = lambda t: dataclasses.replace(t, args=None)
+    assert jax.tree.structure(strip(new)) == jax.tree.structure(strip(old))
+
+
 def simulate(model, args, key):
     trace = model.gen_fn.simulate(key, args)
     return trace, flatten_choices(trace.choices)
@@ -138,6 +147,7 @@ def generate_weights(model, args, trace, flat, key, other_key, data):
     # Every choice constrained, batched or address by address: weight = score = assess.
     for every in (trace.choices, ChoiceMap(flat)):
         full, weight = model.gen_fn.generate(other_key, every, args)
+        same_structure(full, trace)
         close(weight, trace.score)
         close(full.score, trace.score)
         same_values(flatten_choices(full.choices), flat, exact=True)
@@ -151,6 +161,7 @@ def generate_weights(model, args, trace, flat, key, other_key, data):
     chosen = data.draw(patterns(list(flat)), label="constrained")
     constrained = {p for p in flat if selected(chosen, p)}
     partial, weight = model.gen_fn.generate(other_key, trace.choices.filter(select(*chosen)), args)
+    same_structure(partial, trace)
     new_flat = flatten_choices(partial.choices)
     for p in constrained:
         np.testing.assert_array_equal(new_flat[p], flat[p], err_msg=repr(p))
@@ -192,6 +203,7 @@ def test_update_and_regenerate(first, data):
 def update_without_constraints_rescores_the_same_choices(model, args, trace, flat, key, data):
     # Same arguments: the identity, weight 0.
     new, weight, discard = model.gen_fn.update(key, trace, None, args)
+    same_structure(new, trace)
     close(weight, 0.0)
     close(new.score, trace.score)
     same_values(flatten_choices(new.choices), flat, exact=True)
@@ -214,6 +226,7 @@ def update_with_changed_choices(model, args, trace, flat, other_key, key, data):
     chosen = data.draw(patterns(list(flat)), label="changed")
     changed = {p for p in flat if selected(chosen, p)}
     new, weight, discard = model.gen_fn.update(key, trace, other.choices.filter(select(*chosen)))
+    same_structure(new, trace)
     new_flat = flatten_choices(new.choices)
     expected = {p: (other_flat[p] if p in changed else v) for p, v in flat.items()}
     same_values(new_flat, expected, exact=True)
@@ -240,6 +253,7 @@ def regenerate_weights(model, args, trace, flat, key, other_key, data):
     chosen = data.draw(patterns(list(flat)), label="resampled")
     picked = {p for p in flat if selected(chosen, p)}
     new, weight = model.gen_fn.regenerate(other_key, trace, select(*chosen))
+    same_structure(new, trace)
     new_flat = flatten_choices(new.choices)
     assert set(new_flat) == set(flat)
     for p in set(flat) - picked:

@@ -28,11 +28,13 @@ def test_only_the_outermost_trace_holds_arguments():
     assert trace.args == (xs,)
     for address in ("slope", "effects", "ys"):
         assert trace.subtrace(address).args is None
-    # So a traced simulate returns the choices, their scores, the argument and the return
-    # value: not the plates' parameters (slope * xs + ..., scale broadcast) nor totals.
+    # So a traced simulate returns the choices, their scores and the argument: not the plates'
+    # parameters (slope * xs + ..., scale broadcast), nor totals, nor the return value, which
+    # is the "ys" plate's value and is read from its sub-trace.
     leaves = jax.tree.leaves(jax.eval_shape(lambda k: regression.simulate(k, (xs,)), KEY))
     sites = 2 * 4  # a value and a score per site
-    assert len(leaves) == sites + 2
+    assert len(leaves) == sites + 1
+    assert trace.retval is trace.choices["ys"]
     np.testing.assert_allclose(trace.score, regression.assess(trace.choices, (xs,))[0], rtol=1e-6)
 
 
@@ -114,3 +116,26 @@ def test_a_plate_of_vector_parameters_still_draws_repeat_by_repeat():
     trace = plate.simulate(KEY, (probs,))
     assert trace.inner.value.shape == (2,)
     np.testing.assert_allclose(trace.score, plate.assess(trace.choices, (probs,))[0], rtol=1e-6)
+
+
+@gen
+def two_observations():
+    mu = normal(0.0, 1.0) @ "mu"
+    normal(mu, 1.0) @ "a"
+    return normal(mu, 1.0) @ "b"
+
+
+def test_the_return_value_is_read_from_its_call_whatever_the_values_given():
+    # One array given at two addresses: the return value is still "b"'s, so a move of "a"
+    # gives a trace of the same structure (an MCMC carry) and the right return value.
+    data = jnp.asarray(0.5)
+    trace, _ = two_observations.generate(KEY, {"a": data, "b": data})
+    moved, _, _ = two_observations.update(KEY, trace, {"a": 2.0})
+    assert jax.tree.structure(moved) == jax.tree.structure(trace)
+    assert float(moved.retval) == 0.5 and float(moved.choices["a"]) == 2.0
+    jitted, _ = jax.jit(lambda d: two_observations.generate(KEY, {"a": d, "b": d}))(data)
+    assert jax.tree.structure(jitted) == jax.tree.structure(trace)
+    # Within a chain, the step's return value is its choice, stacked once.
+    chain = Scan(bounded_step, length=3)
+    stacked = chain.simulate(KEY, (2.0, None))
+    np.testing.assert_array_equal(stacked.retval[1], stacked.choices[..., "x"])

@@ -16,7 +16,9 @@ import jax.numpy as jnp
 from ppl._context import at_prefix
 from ppl._errors import AddressError
 from ppl._interface import GenerativeFunction, Trace
+from ppl._keys import StepKey
 from ppl._selection import batched_selection
+from ppl._static import StaticGenerativeFunction
 from ppl.combinators._indexed import (
     IndexedTrace,
     batched_constraints,
@@ -102,18 +104,32 @@ class Scan(GenerativeFunction):
         return ScanTrace(inner, None)
 
     def _keys(self, key, args):
+        """What each step's key is made from, scanned along the chain (see ``_step_key``).
+
+        A ``@gen`` kernel makes its calls' keys from the chain's key and the step's index
+        (``ppl._keys.StepKey``); any other kernel gets ``split(key, n)[t]``.
+        """
+        if isinstance(self.kernel, StaticGenerativeFunction):
+            return jnp.arange(self._size(args), dtype=jnp.uint32)
         return jax.random.split(key, self._size(args))
+
+    def _step_key(self, key, made_from):
+        if isinstance(self.kernel, StaticGenerativeFunction):
+            return StepKey(key, made_from)
+        return made_from
 
     def _simulate(self, key, args):
         inner, _ = self._scan(
-            lambda c, x, k: (self.kernel._simulate(k, (c, x)), None), args, self._keys(key, args)
+            lambda c, x, k: (self.kernel._simulate(self._step_key(key, k), (c, x)), None),
+            args,
+            self._keys(key, args),
         )
         return self._trace(inner, args)
 
     def _generate(self, key, constraints, args):
         given = batched_constraints(constraints, self._size(args), repr(self))
         inner, weights = self._scan(
-            lambda c, x, k, g: self.kernel._generate(k, g, (c, x)),
+            lambda c, x, k, g: self.kernel._generate(self._step_key(key, k), g, (c, x)),
             args,
             self._keys(key, args),
             given,
@@ -140,7 +156,7 @@ class Scan(GenerativeFunction):
         given = batched_constraints(constraints, n, repr(self))
 
         def step(c, x, k, t, g):
-            new, weight, discard = self.kernel._update(k, t, g, (c, x))
+            new, weight, discard = self.kernel._update(self._step_key(key, k), t, g, (c, x))
             return new, (weight, discard)
 
         inner, (weights, discard) = self._scan(
@@ -162,7 +178,7 @@ class Scan(GenerativeFunction):
         template, flags = batched_selection(selection, self._size(args))
         inner, weights = self._scan(
             lambda c, x, k, t, f: self.kernel._regenerate(
-                k, t, rebuild_selection(template, f), (c, x)
+                self._step_key(key, k), t, rebuild_selection(template, f), (c, x)
             ),
             args,
             self._keys(key, args),
