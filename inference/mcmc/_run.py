@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from inference.mcmc._adaptation import schedule, stepwise_window_adaptation
+from inference.mcmc._arviz import from_dict
 from inference.mcmc._kernel import Kernel
 from inference.sharding._chains import ONE_DEVICE, ChainPlacement
 from ppl import AddressError, ChoiceMap, GenerativeFunction, select
@@ -515,7 +516,7 @@ def _to_arviz(pieces, parameters, observations, num_chains, num_samples):
         stats["step_size"] = np.broadcast_to(
             np.asarray(parameters["step_size"])[:, None], (num_chains, num_samples)
         )
-    data = arviz.from_dict(
+    data = from_dict(
         {
             "posterior": _by_name(choices),
             "sample_stats": stats,
