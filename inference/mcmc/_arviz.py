@@ -10,6 +10,8 @@ tree (``tests/inference/test_arviz_conversion.py`` compares the two).
 
 from __future__ import annotations
 
+from typing import Any
+
 import arviz
 import numpy as np
 import xarray as xr
@@ -17,7 +19,8 @@ import xarray as xr
 
 def _dataset(data: dict[str, np.ndarray], sample_dims: list[str]) -> xr.Dataset:
     """``arviz.dict_to_dataset(data, sample_dims=sample_dims)``."""
-    variables, coords = {}, {}
+    variables: dict[str, tuple] = {}
+    coords: dict[str, Any] = {}
     for name, values in data.items():
         dims, var_coords = arviz.generate_dims_coords(
             np.shape(values), var_name=name, dims=list(sample_dims)
