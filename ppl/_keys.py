@@ -4,7 +4,8 @@ Call ``i`` of a ``@gen`` function run with key ``k`` gets ``fold_in(k, i)``. A `
 ``@gen`` kernel does not split its key into one key per step before the loop: step ``t`` gets a
 ``StepKey(k, t)``, and its calls' keys are hashed from ``(k, t, i)`` in the step's one key
 computation. A compiled chain then has one Threefry computation per step and none over every
-step, which costs ~20% of XLA's compile time of a small chain (and no run time).
+step: XLA compiles the 10,000-step state-space ``simulate`` of ``benchmarks/gfi_overhead.py``
+in 199 ms instead of 321 ms, and it runs no slower.
 """
 
 from __future__ import annotations

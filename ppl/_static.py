@@ -73,6 +73,11 @@ class RetvalSpec:
     links: tuple[Link, ...]
 
 
+def _array_ids(tree: Any) -> set[int]:
+    """The identities of the arrays (and tracers) among ``tree``'s leaves."""
+    return {id(leaf) for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array)}
+
+
 def _retval_spec(retval: Any, returned: list[Any]) -> tuple[tuple, RetvalSpec]:
     """The leaves ``retval`` must hold itself, and the spec linking the others to visits."""
     where: dict[int, tuple[int, int]] = {}
@@ -229,19 +234,20 @@ class _Handler:
             except AddressError as error:
                 raise error.with_prefix(path) from None
         retval = trace.retval
-        if any(id(leaf) in self._returned_ids for leaf in jax.tree.leaves(retval)):
+        if _array_ids(retval) & self._returned_ids:
             # Two calls returned one array (one constraint given at two addresses): this call
             # gets its own copy, so that where the body's return value comes from, and so the
             # trace's tree structure (see ``RetvalSpec``), does not depend on the values given.
+            shared = self._returned_ids
             trace = jax.tree.map(
-                lambda x: jnp.array(x, copy=True) if id(x) in self._returned_ids else x, trace
+                lambda x: jnp.array(x, copy=True) if _array_ids(x) & shared else x, trace
             )
             retval = trace.retval
         self.paths.append(path)
         self.subtraces.append(trace)
         self.score = self.score + trace.score
         self.returned.append(retval)  # (which also keeps the ids below unique)
-        self._returned_ids.update(id(leaf) for leaf in jax.tree.leaves(retval))
+        self._returned_ids |= _array_ids(retval)
         return retval
 
     def run(self, path: Path, gen_fn: GenerativeFunction, args: tuple) -> Trace:

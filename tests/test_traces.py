@@ -139,3 +139,20 @@ def test_the_return_value_is_read_from_its_call_whatever_the_values_given():
     chain = Scan(bounded_step, length=3)
     stacked = chain.simulate(KEY, (2.0, None))
     np.testing.assert_array_equal(stacked.retval[1], stacked.choices[..., "x"])
+
+
+@gen
+def one_choice_returning_a_constant():
+    normal(0.0, 1.0) @ "z"
+    return 1
+
+
+@gen
+def two_calls():
+    return (one_choice_returning_a_constant() @ "a") + (one_choice_returning_a_constant() @ "b")
+
+
+def test_python_values_returned_by_two_calls_stay_python_values():
+    trace = two_calls.simulate(KEY, ())
+    assert trace.retval == 2 and trace.subtrace("b").retval == 1
+    assert isinstance(trace.subtrace("b").retval, int)
