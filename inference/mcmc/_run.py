@@ -225,6 +225,7 @@ def _warmup_plan(key, num_chains, num_warmup, num_chunks):
     Chunks are ``ceil(num_warmup / num_chunks)`` steps (the last padded with steps that do
     nothing) so that one compiled program runs them all; step ``i`` of a chain has key
     ``split(chain_key, num_warmup)[i]`` and schedule row ``i`` however the steps are chunked.
+    Which steps run is ``None`` when no chunk is padded (the program then has no ``cond``).
     """
     length = -(-num_warmup // num_chunks) if num_warmup else 0
     count = -(-num_warmup // length) if num_warmup else 0
@@ -234,12 +235,13 @@ def _warmup_plan(key, num_chains, num_warmup, num_chunks):
     keys = _step_keys(key, num_chains, num_warmup)
     stages = np.asarray(schedule(num_warmup))
     # Every input has a leading chain axis, as the mesh splits every argument along it.
+    padded = not active.all()
     for chunk, on in zip(steps, active, strict=True):
         yield (
             (
                 keys[:, chunk],
                 np.broadcast_to(stages[chunk], (num_chains, length, 2)),
-                np.broadcast_to(on, (num_chains, length)),
+                np.broadcast_to(on, (num_chains, length)) if padded else None,
             ),
             int(on.sum()),
         )
@@ -257,8 +259,6 @@ def _warm_up(
     """Runs (or resumes) the warm-up chunk by chunk, saving after each; the adapted chains."""
     state, done = placement.place(progress.warmup), progress.warmup_done
     plan = list(_warmup_plan(key, num_chains, num_warmup, num_chunks))
-    if all(inputs[2].all() for inputs, _ in plan):
-        plan = [((keys, stages, None), steps) for (keys, stages, _), steps in plan]
     bar = tqdm(total=num_warmup, disable=not progress_bar, desc="warm-up")
     bar.update(sum(steps for _, steps in plan[:done]))
     for inputs, steps in plan[done:]:
