@@ -73,18 +73,16 @@ class RetvalSpec:
     links: tuple[Link, ...]
 
 
-def _array_ids(tree: Any) -> set[int]:
-    """The identities of the arrays (and tracers) among ``tree``'s leaves."""
-    return {id(leaf) for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array)}
+def _array_ids(tree: Any) -> dict[int, int]:
+    """``id(leaf) -> i`` for the arrays (and tracers) among ``tree``'s leaves."""
+    return {
+        id(leaf): i for i, leaf in enumerate(jax.tree.leaves(tree)) if isinstance(leaf, jax.Array)
+    }
 
 
-def _retval_spec(retval: Any, returned: list[Any]) -> tuple[tuple, RetvalSpec]:
-    """The leaves ``retval`` must hold itself, and the spec linking the others to visits."""
-    where: dict[int, tuple[int, int]] = {}
-    for k, value in enumerate(returned):
-        for i, leaf in enumerate(jax.tree.leaves(value)):
-            if isinstance(leaf, jax.Array):
-                where.setdefault(id(leaf), (k, i))
+def _retval_spec(retval: Any, where: dict[int, Link]) -> tuple[tuple, RetvalSpec]:
+    """The leaves ``retval`` must hold itself, and the spec linking the others to visits
+    (``where``: ``id -> (k, i)`` for leaf ``i`` of the ``k``-th visit's return value)."""
     leaves, tree = jax.tree.flatten(retval)
     links = tuple(where.get(id(leaf)) if isinstance(leaf, jax.Array) else None for leaf in leaves)
     kept = tuple(leaf for leaf, link in zip(leaves, links, strict=True) if link is None)
@@ -162,8 +160,8 @@ class _Handler:
         self.owner = owner
         self.paths: list[Path] = []
         self.subtraces: list[Trace] = []
-        self.returned: list[Any] = []
-        self._returned_ids: set[int] = set()
+        self.returned: list[Any] = []  # (which also keeps the ids in ``where`` unique)
+        self.where: dict[int, Link] = {}  # id of a returned array -> (visit, leaf index)
         self.score = jnp.zeros(())
         self.weight = jnp.zeros(())
         self._claimed: dict = {}
@@ -234,20 +232,19 @@ class _Handler:
             except AddressError as error:
                 raise error.with_prefix(path) from None
         retval = trace.retval
-        if _array_ids(retval) & self._returned_ids:
+        if not self.where.keys().isdisjoint(_array_ids(retval)):
             # Two calls returned one array (one constraint given at two addresses): this call
             # gets its own copy, so that where the body's return value comes from, and so the
             # trace's tree structure (see ``RetvalSpec``), does not depend on the values given.
-            shared = self._returned_ids
-            trace = jax.tree.map(
-                lambda x: jnp.array(x, copy=True) if _array_ids(x) & shared else x, trace
-            )
+            shared = self.where
+            trace = jax.tree.map(lambda x: jnp.array(x, copy=True) if id(x) in shared else x, trace)
             retval = trace.retval
+        for identity, i in _array_ids(retval).items():
+            self.where.setdefault(identity, (len(self.returned), i))
         self.paths.append(path)
         self.subtraces.append(trace)
         self.score = self.score + trace.score
-        self.returned.append(retval)  # (which also keeps the ids below unique)
-        self._returned_ids |= _array_ids(retval)
+        self.returned.append(retval)
         return retval
 
     def run(self, path: Path, gen_fn: GenerativeFunction, args: tuple) -> Trace:
@@ -369,7 +366,7 @@ class StaticGenerativeFunction(GenerativeFunction):
             return self.fn(*args)
 
     def _trace(self, handler: _Handler, retval: Any) -> StaticTrace:
-        kept, spec = _retval_spec(retval, handler.returned)
+        kept, spec = _retval_spec(retval, handler.where)
         return StaticTrace(None, kept, tuple(handler.subtraces), tuple(handler.paths), spec)
 
     def _check_constraints(self, constraints: Any, handler: _Handler, method: str) -> None:
