@@ -264,12 +264,15 @@ class Expectation:
         v, s = jax.vmap(one, in_axes=(0, dynamic_axes))(keys, dynamic)
         return plate.reduced(v), plate.reduced(s), runs[0], jnp.mean(v, axis=0)
 
-    def _interpret(self, key: jax.Array, dynamic: list, static: list, tree: Any, state: dict):
+    def _run_all(self, key: jax.Array, dynamic: list, static: list, tree: Any, state: dict):
+        """``(v, s, run, tracked value)``: ``_run``, or ``_run_copies`` of a vmapped one."""
         if self.plate is None:
             v, s, run = self._run(key, dynamic, static, tree, state)
-            tracked_value = v
-        else:
-            v, s, run, tracked_value = self._run_copies(key, dynamic, static, tree, state)
+            return v, s, run, v
+        return self._run_copies(key, dynamic, static, tree, state)
+
+    def _interpret(self, key: jax.Array, dynamic: list, static: list, tree: Any, state: dict):
+        v, s, run, tracked_value = self._run_all(key, dynamic, static, tree, state)
         new_state = {
             a: b.update_state(state.get(a, b.init_state()), tracked_value)
             for a, b in run.tracked.items()
@@ -356,11 +359,7 @@ class Expectation:
         tracked: dict = {}
 
         def probe(dynamic):
-            if self.plate is None:
-                run = self._run(key, dynamic, static, tree, {})[2]
-            else:
-                run = self._run_copies(key, dynamic, static, tree, {})[2]
-            tracked.update(run.tracked)
+            tracked.update(self._run_all(key, dynamic, static, tree, {})[2].tracked)
             return jnp.zeros(())
 
         jax.eval_shape(probe, dynamic)
