@@ -91,6 +91,17 @@ def run_times(calls: Mapping[str, Callable[[], Any]], sizes: Effort, rounds: int
         estimate = (time.perf_counter() - start) / 3
         counts[name] = max(sizes.minimum_calls, int(sizes.seconds_per_function / estimate))
     rounds = min(rounds, *counts.values())
+    per_round = {name: math.ceil(count / rounds) for name, count in counts.items()}
+    samples = interleaved_samples(calls, rounds, per_round)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def interleaved_samples(
+    calls: Mapping[str, Callable[[], Any]], rounds: int, per_round: Mapping[str, int] | None = None
+) -> dict[str, list[float]]:
+    """Seconds of every call (blocked until ready), over ``rounds`` rounds in which the
+    functions take turns in a new shuffled order (seeded: the same orders every run), each
+    called ``per_round[name]`` times (default once) per turn."""
     samples: dict[str, list[float]] = {name: [] for name in calls}
     order = list(calls)
     shuffler = random.Random(0)
@@ -98,11 +109,11 @@ def run_times(calls: Mapping[str, Callable[[], Any]], sizes: Effort, rounds: int
         shuffler.shuffle(order)
         for name in order:
             call = calls[name]
-            for _ in range(math.ceil(counts[name] / rounds)):
+            for _ in range((per_round or {}).get(name, 1)):
                 start = time.perf_counter()
                 jax.block_until_ready(call())
                 samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(times) for name, times in samples.items()}
+    return samples
 
 
 def show_seconds(seconds: float) -> str:

@@ -31,14 +31,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import pathlib
-import random
 import statistics
 import sys
-import time
 
 import equinox as eqx
 import jax
 import optax
+from _timing import interleaved_samples
 
 from models import sngp
 from models.baselines import DeterministicClassifier, softmax_probabilities
@@ -56,15 +55,7 @@ def interleaved(functions: dict, rounds: int) -> dict[str, tuple[float, float]]:
     run."""
     for function in functions.values():
         jax.block_until_ready(function())  # compile
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    order = list(functions)
-    rng = random.Random(0)
-    for _ in range(rounds):
-        rng.shuffle(order)
-        for name in order:
-            start = time.perf_counter()
-            jax.block_until_ready(functions[name]())
-            times[name].append(time.perf_counter() - start)
+    times = interleaved_samples(functions, rounds)
     return {name: (statistics.median(values), min(values)) for name, values in times.items()}
 
 
