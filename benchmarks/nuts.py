@@ -178,8 +178,14 @@ def make_numpyro(peer, warmup, samples):
     return run
 
 
-STATS = ("acceptance_rate", "is_divergent", "energy", "num_trajectory_expansions")
-STATS += ("num_integration_steps",)
+# The NUTS info fields that ``mcmc.run`` returns as sample stats.
+STATS = (
+    "acceptance_rate",
+    "is_divergent",
+    "energy",
+    "num_trajectory_expansions",
+    "num_integration_steps",
+)
 
 
 def make_blackjax(logdensity, init, warmup, samples, stats=False):
