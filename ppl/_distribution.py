@@ -56,6 +56,12 @@ class DistributionTrace(Trace):
     def site_scores(self) -> jax.Array:
         return self.score
 
+    def _held_scores(self) -> tuple[jax.Array, ...]:
+        return (self.score,)
+
+    def _with_held_scores(self, scores: tuple) -> DistributionTrace:
+        return dataclasses.replace(self, score=scores[0])
+
 
 def _is_missing(constraint: Any) -> bool:
     return isinstance(constraint, ChoiceMap) and constraint.is_empty()

@@ -58,6 +58,16 @@ class Trace(abc.ABC):
         log-likelihoods (for LOO/WAIC).
         """
 
+    def _held_scores(self) -> tuple[jax.Array, ...]:
+        """The score arrays among this trace's leaves that an enclosing ``@gen`` trace may hold
+        for it, packed with its other calls' scores (see ``StaticTrace``); ``()`` keeps them."""
+        return ()
+
+    def _with_held_scores(self, scores: tuple) -> Trace:
+        """This trace with ``scores`` in place of ``_held_scores()`` (``None``s: held by the
+        enclosing trace)."""
+        return self
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)

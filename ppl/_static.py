@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ppl._address import Path, show, show_many, to_path
 from ppl._choicemap import EMPTY, ChoiceMap, Masked
@@ -31,8 +32,8 @@ def _is_static(arg: Any) -> bool:
 
 
 def _flatten_trace(trace: StaticTrace):
-    children = (trace.kept, trace.subtraces)
-    aux = (trace.addresses, trace.retval_spec)
+    children = (trace.kept, trace.held, trace.scores)
+    aux = (trace.addresses, trace.retval_spec, trace.layout)
     if trace.args is None:
         return (None, *children), (*aux, None)
     static = tuple((i, a) for i, a in enumerate(trace.args) if _is_static(a))
@@ -41,14 +42,14 @@ def _flatten_trace(trace: StaticTrace):
 
 
 def _unflatten_trace(aux, children) -> StaticTrace:
-    addresses, retval_spec, static = aux
-    dynamic, kept, subtraces = children
+    *aux, static = aux
+    dynamic, *children = children
     if static is None:
-        return StaticTrace(None, kept, subtraces, addresses, retval_spec)
+        return StaticTrace(None, *children, *aux)
     args = list(dynamic)
     for i, value in static:
         args[i] = value
-    return StaticTrace(tuple(args), kept, subtraces, addresses, retval_spec)
+    return StaticTrace(tuple(args), *children, *aux)
 
 
 Link = tuple[int, int] | None
@@ -89,34 +90,114 @@ def _retval_spec(retval: Any, where: dict[int, Link]) -> tuple[tuple, RetvalSpec
     return kept, RetvalSpec(tree, links)
 
 
+# Where a sub-trace's scores are held: per score, ``(group, start, shape)`` in
+# ``StaticTrace.scores``.
+Place = tuple[int, int, tuple[int, ...]]
+
+
+def _pack(subtraces: tuple) -> tuple[tuple, tuple, tuple[tuple[Place, ...], ...]]:
+    """Moves the sub-traces' scores into one flat array per dtype.
+
+    Returns:
+        ``(held, scores, layout)``: the sub-traces with ``None`` for their scores, the packed
+        arrays, and where each sub-trace's scores lie in them.
+    """
+    parts: dict[Any, list[jax.Array]] = {}
+    sizes: dict[Any, int] = {}
+    held, layout = [], []
+    for subtrace in subtraces:
+        scores = subtrace._held_scores()
+        places = []
+        for score in scores:
+            score = jnp.asarray(score)
+            group = parts.setdefault(score.dtype, [])
+            start = sizes.get(score.dtype, 0)
+            sizes[score.dtype] = start + score.size
+            group.append(jnp.ravel(score))
+            places.append((list(parts).index(score.dtype), start, score.shape))
+        held.append(subtrace._with_held_scores((None,) * len(scores)) if scores else subtrace)
+        layout.append(tuple(places))
+    packed = tuple(p[0] if len(p) == 1 else jnp.concatenate(p) for p in parts.values())
+    return tuple(held), packed, tuple(layout)
+
+
 @dataclasses.dataclass(frozen=True)
 class StaticTrace(Trace):
     """The trace of a ``@gen`` function: one sub-trace per visited address, in visit order.
 
+    The calls' scores (each choice's log density, a plate's one per repeat) are held packed in
+    one flat array per dtype, ``scores``, rather than one array per call: a traced program
+    returns (and a ``Scan`` stacks) every array of the trace separately, and each costs time of
+    its own (several microseconds per call on a CPU). ``subtraces`` reads them back (under
+    ``jax.jit``, XLA turns slices of the packed array into the values packed). Traces batched
+    by ``vmap`` or a ``Scan`` carry the batch axes first, as every leaf does.
+
     Python ``int``/``bool``/``str`` arguments are kept as static data of the pytree (they fix
     the program's structure), so a trace passed through ``jax.jit`` keeps them concrete. The
-    score is the sum of the sub-traces' scores, and the return value is read from the
-    sub-traces where it is one of their values (see ``RetvalSpec``); both are computed when
-    read rather than held (a traced program then does not return them again).
+    score is the sum of the calls' scores, and the return value is read from the sub-traces
+    where it is one of their values (see ``RetvalSpec``); both are computed when read rather
+    than held (a traced program then does not return them again).
+
+    Make one with ``StaticTrace.build``.
     """
 
     args: tuple | None  # None when nested (see ``GenerativeFunction._with_args``)
     kept: tuple
-    subtraces: tuple
+    held: tuple  # the sub-traces, with None for the scores held in ``scores``
+    scores: tuple  # one flat array per dtype (plus leading batch axes)
     addresses: tuple = dataclasses.field(metadata={"static": True})
     retval_spec: RetvalSpec = dataclasses.field(metadata={"static": True})
+    layout: tuple = dataclasses.field(metadata={"static": True})  # per sub-trace, its Places
+
+    @classmethod
+    def build(
+        cls,
+        args: tuple | None,
+        kept: tuple,
+        subtraces: tuple,
+        addresses: tuple,
+        retval_spec: RetvalSpec,
+    ) -> StaticTrace:
+        """The trace of calls ``subtraces`` at ``addresses`` (their scores packed)."""
+        held, scores, layout = _pack(subtraces)
+        return cls(args, kept, held, scores, addresses, retval_spec, layout)
+
+    @property
+    def subtraces(self) -> tuple[Trace, ...]:
+        """The calls' traces, in visit order, holding their scores."""
+        pairs = zip(self.held, self.layout, strict=True)
+        return tuple(self._unpack(subtrace, places) for subtrace, places in pairs)
+
+    def _unpack(self, subtrace: Trace, places: tuple[Place, ...]) -> Trace:
+        if not places:
+            return subtrace
+        scores = []
+        for group, start, shape in places:
+            packed = self.scores[group]
+            size = int(np.prod(shape, dtype=int))
+            flat = packed[..., start : start + size]
+            scores.append(flat.reshape(packed.shape[:-1] + shape))
+        return subtrace._with_held_scores(tuple(scores))
+
+    def _held_scores(self) -> tuple[jax.Array, ...]:
+        return self.scores
+
+    def _with_held_scores(self, scores: tuple) -> StaticTrace:
+        return dataclasses.replace(self, scores=scores)
 
     @property
     def retval(self) -> Any:  # type: ignore[override]
         kept = iter(self.kept)
         leaves = [
-            next(kept) if link is None else jax.tree.leaves(self.subtraces[link[0]].retval)[link[1]]
+            next(kept) if link is None else jax.tree.leaves(self.held[link[0]].retval)[link[1]]
             for link in self.retval_spec.links
         ]
         return jax.tree.unflatten(self.retval_spec.tree, leaves)
 
     @property
     def score(self) -> jax.Array:  # type: ignore[override]
+        # Summed call by call, in visit order: the same float arithmetic as the weights of
+        # ``generate`` and ``update``, so ``score - weight`` is exact where it should be.
         total = jnp.zeros(())
         for subtrace in self.subtraces:
             total = total + subtrace.score
@@ -124,9 +205,7 @@ class StaticTrace(Trace):
 
     @property
     def choices(self) -> ChoiceMap:
-        return ChoiceMap(
-            dict(zip(self.addresses, (t.choices for t in self.subtraces), strict=True))
-        )
+        return ChoiceMap(dict(zip(self.addresses, (t.choices for t in self.held), strict=True)))
 
     @property
     def site_scores(self) -> ChoiceMap:
@@ -137,9 +216,9 @@ class StaticTrace(Trace):
     def subtrace(self, address: Any) -> Trace:
         """The trace of the call at ``address``."""
         path = to_path(address)
-        for p, t in zip(self.addresses, self.subtraces, strict=True):
+        for i, p in enumerate(self.addresses):
             if p == path:
-                return t
+                return self._unpack(self.held[i], self.layout[i])
         raise KeyError(f"no call at {show(path)}; visited {show_many(list(self.addresses))}")
 
 
@@ -367,7 +446,7 @@ class StaticGenerativeFunction(GenerativeFunction):
 
     def _trace(self, handler: _Handler, retval: Any) -> StaticTrace:
         kept, spec = _retval_spec(retval, handler.where)
-        return StaticTrace(None, kept, tuple(handler.subtraces), tuple(handler.paths), spec)
+        return StaticTrace.build(None, kept, tuple(handler.subtraces), tuple(handler.paths), spec)
 
     def _check_constraints(self, constraints: Any, handler: _Handler, method: str) -> None:
         if not isinstance(constraints, ChoiceMap):

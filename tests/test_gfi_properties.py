@@ -302,6 +302,11 @@ def test_results_unchanged_under_jit_and_vmap(first, data):
         close(row.score, eager.score)
         same_values(flatten_choices(row.choices), eager_flat)
         trees_close(row.retval, eager.retval)
+        # The calls' scores, packed in one array, read back from a row and from the batch.
+        eager_sites = flatten_choices(eager.site_scores)
+        same_values(flatten_choices(row.site_scores), eager_sites)
+        batched = jax.tree.map(lambda v, i=i: v[i], out["rows"].site_scores)
+        same_values(flatten_choices(batched), eager_sites)
     log_p, retval = out["assess_rows"]
     close(log_p, out["rows"].score)
     trees_close(retval, out["rows"].retval)

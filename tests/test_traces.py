@@ -28,12 +28,13 @@ def test_only_the_outermost_trace_holds_arguments():
     assert trace.args == (xs,)
     for address in ("slope", "effects", "ys"):
         assert trace.subtrace(address).args is None
-    # So a traced simulate returns the choices, their scores and the argument: not the plates'
-    # parameters (slope * xs + ..., scale broadcast), nor totals, nor the return value, which
-    # is the "ys" plate's value and is read from its sub-trace.
+    # So a traced simulate returns the choices, their scores (packed in one array) and the
+    # argument: not the plates' parameters (slope * xs + ..., scale broadcast), nor totals, nor
+    # the return value, which is the "ys" plate's value and is read from its sub-trace.
     leaves = jax.tree.leaves(jax.eval_shape(lambda k: regression.simulate(k, (xs,)), KEY))
-    sites = 2 * 4  # a value and a score per site
-    assert len(leaves) == sites + 1
+    values, scores, arguments = 4, 1, 1
+    assert len(leaves) == values + scores + arguments
+    assert leaves[-1].shape == (1 + 1 + 3 + 5,)  # a score per choice, a plate's per repeat
     assert trace.retval is trace.choices["ys"]
     np.testing.assert_allclose(trace.score, regression.assess(trace.choices, (xs,))[0], rtol=1e-6)
 

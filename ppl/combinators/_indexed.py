@@ -141,6 +141,12 @@ class IndexedTrace(Trace):
     def site_scores(self) -> ChoiceMap:
         return ChoiceMap.indexed(self.inner.site_scores)
 
+    def _held_scores(self) -> tuple[jax.Array, ...]:
+        return self.inner._held_scores()
+
+    def _with_held_scores(self, scores: tuple) -> IndexedTrace:
+        return dataclasses.replace(self, inner=self.inner._with_held_scores(scores))
+
 
 def repeated_supports(inner_supports: Any, inner_trace: Any, args: tuple, axes: tuple) -> ChoiceMap:
     """The supports of ``n`` repeats, keeping constraint parameters that are static.

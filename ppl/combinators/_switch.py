@@ -39,6 +39,12 @@ class SwitchTrace(Trace):
     def site_scores(self) -> Any:
         return self.branch.site_scores
 
+    def _held_scores(self) -> tuple[jax.Array, ...]:
+        return (self.score,)
+
+    def _with_held_scores(self, scores: tuple) -> SwitchTrace:
+        return dataclasses.replace(self, score=scores[0])
+
 
 class Switch(GenerativeFunction):
     """Runs branch ``index`` of ``branches``: arguments ``(index, args_0, args_1, ...)``.

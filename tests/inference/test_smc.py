@@ -26,6 +26,7 @@ from ppl import (
     AddressError,
     GenerativeFunction,
     Scan,
+    StaticTrace,
     Vmap,
     gamma,
     gen,
@@ -165,7 +166,7 @@ class ScoreDropped(GenerativeFunction):
         trace = self.inner._simulate(key, args)
         # A @gen trace's score is the sum of its calls' scores: zero each one.
         zeroed = tuple(dataclasses.replace(t, score=jnp.zeros(())) for t in trace.subtraces)
-        return dataclasses.replace(trace, subtraces=zeroed)
+        return StaticTrace.build(trace.args, trace.kept, zeroed, trace.addresses, trace.retval_spec)
 
     def _assess(self, choices, args):
         raise NotImplementedError
