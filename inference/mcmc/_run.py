@@ -38,8 +38,10 @@ def _variable_name(path: tuple) -> str:
     return ".".join(str(c) for c in path if c is not Ellipsis)
 
 
-def _check_initial_points(traces: Any) -> None:
-    bad = np.flatnonzero(~np.isfinite(np.asarray(traces.score)))
+def _check_initial_points(traces: Any, scores: Any) -> None:
+    """Raises naming the first chain whose start has a non-finite log density (``scores``,
+    one per chain), and the address that gave it."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(scores)))
     if bad.size == 0:
         return
     chain = int(bad[0])
@@ -237,9 +239,13 @@ def _warmup_plan(key, num_chains, num_warmup, num_chunks):
     # Every input has a leading chain axis, as the mesh splits every argument along it.
     padded = not active.all()
     for chunk, on in zip(steps, active, strict=True):
+        start, stop = int(chunk[0]), int(chunk[-1]) + 1
+        # A slice where the chunk's steps are consecutive (all but a padded last chunk): an
+        # eager gather of the keys takes ~30 times as long.
+        chunk_keys = keys[:, start:stop] if stop - start == length else keys[:, chunk]
         yield (
             (
-                keys[:, chunk],
+                chunk_keys,
                 np.broadcast_to(stages[chunk], (num_chains, length, 2)),
                 np.broadcast_to(on, (num_chains, length)) if padded else None,
             ),
@@ -321,17 +327,19 @@ def _initial_traces(model, observations, observed, init, key, args, num_chains):
         isinstance(leaf, jax.Array | np.ndarray | float) for leaf in jax.tree.leaves(args)
     )
     inputs = (jax.random.split(key, num_chains), given, observations, args)
-    traces = _starter(model, observed, init == "median", compiled)(*inputs)
-    if compiled and not np.all(np.isfinite(np.asarray(traces.score))):
+    traces, scores = _starter(model, observed, init == "median", compiled)(*inputs)
+    if compiled and not np.all(np.isfinite(np.asarray(scores))):
         # Run again eagerly, where a value outside its support is named with its support.
-        traces = _starter(model, observed, init == "median", False)(*inputs)
-    _check_initial_points(traces)
+        traces, scores = _starter(model, observed, init == "median", False)(*inputs)
+    _check_initial_points(traces, scores)
     return traces
 
 
 @functools.lru_cache(maxsize=32)
 def _starter(model: GenerativeFunction, observed: tuple, median: bool, compiled: bool) -> Callable:
-    """``(keys, given, observations, args) -> traces``, one per key (jitted if ``compiled``)."""
+    """``(keys, given, observations, args) -> (traces, scores)``, one per key (jitted if
+    ``compiled``; the scores are computed in the same program, not read from the traces
+    afterwards, which would take an eager computation per call's score)."""
     latent = ~select(*observed)
 
     def start(key, given, observations, args):
@@ -342,8 +350,10 @@ def _starter(model: GenerativeFunction, observed: tuple, median: bool, compiled:
             medians = jax.tree.map(
                 lambda v: jnp.median(v, axis=0).astype(v.dtype), draws.choices.filter(latent)
             )
-            return model.generate(key, medians | observations, args)[0]
-        return model.generate(key, given, args)[0]
+            trace = model.generate(key, medians | observations, args)[0]
+        else:
+            trace = model.generate(key, given, args)[0]
+        return trace, trace.score
 
     starts = jax.vmap(start, in_axes=(0, None, None, None))
     return jax.jit(starts) if compiled else starts
