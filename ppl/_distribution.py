@@ -358,7 +358,10 @@ def _bernoulli_log_density(
     """
     logits = dist.logits
     x = jnp.asarray(value).astype(logits.dtype)
-    log_p = jnp.dot(x.ravel(), logits.ravel()) - jnp.sum(jax.nn.softplus(logits))
+    # softplus(l) written out as NumPyro's binary cross-entropy writes it: its derivative then
+    # reuses exp(-|l|), where jax.nn.softplus's (logaddexp's) computes a second exponential.
+    softplus = jnp.maximum(logits, 0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    log_p = jnp.dot(x.ravel(), logits.ravel()) - jnp.sum(softplus)
     if not drawn:
         log_p = jnp.where(jnp.all((x == 0) | (x == 1)), log_p, -jnp.inf)
     check_score(log_p, name)
