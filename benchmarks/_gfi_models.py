@@ -85,8 +85,8 @@ FULL = Sizes(
     steps=10_000,
     seconds_per_function=1.0,
     minimum_calls=10,
-    compile_repeats=3,
-    compile_seconds=3.0,
+    compile_repeats=5,
+    compile_seconds=6.0,
     fresh_jit=True,
     diagnostics=True,
 )

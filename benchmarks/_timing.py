@@ -52,19 +52,43 @@ def compile_once(function: Callable[..., Any], arguments: tuple) -> tuple[Any, f
     return executable, lowered_at - start, time.perf_counter() - start
 
 
-def compile_function(function: Callable[..., Any], arguments: tuple, sizes: Effort) -> Compilation:
-    """Compiles up to ``sizes.compile_repeats`` times, while within ``sizes.compile_seconds``."""
-    lowers: list[float] = []
-    totals: list[float] = []
-    while True:
-        executable, lowered, total = compile_once(function, arguments)
-        lowers.append(lowered)
-        totals.append(total)
-        if len(totals) == sizes.compile_repeats:
-            break
-        if sum(totals) + max(totals) > sizes.compile_seconds:
-            break
-    return Compilation(executable, lowers, totals)
+def compile_functions(
+    functions: Mapping[str, tuple[Callable[..., Any], tuple]], sizes: Effort
+) -> tuple[dict[str, Compilation], dict[str, Exception]]:
+    """Compiles each ``(function, arguments)`` up to ``sizes.compile_repeats`` times (while its
+    compilations add up to at most ``sizes.compile_seconds``), the functions taking turns:
+    every function's ``i``-th compilation comes before any one's ``i + 1``-th, so that drift
+    in machine load falls on all of them alike, as in ``run_times``.
+
+    Returns:
+        ``(compilations, errors)`` by name; a function whose compilation raised is in
+        ``errors`` only (a failing peer is a row of a table, not a crash).
+    """
+    lowers: dict[str, list[float]] = {name: [] for name in functions}
+    totals: dict[str, list[float]] = {name: [] for name in functions}
+    executables: dict[str, Any] = {}
+    errors: dict[str, Exception] = {}
+    turning = list(functions)
+    for _ in range(sizes.compile_repeats):
+        for name in list(turning):
+            function, arguments = functions[name]
+            try:
+                executable, lowered, total = compile_once(function, arguments)
+            except Exception as error:
+                errors[name] = error
+                executables.pop(name, None)
+                turning.remove(name)
+                continue
+            executables[name] = executable
+            lowers[name].append(lowered)
+            totals[name].append(total)
+            if sum(totals[name]) + max(totals[name]) > sizes.compile_seconds:
+                turning.remove(name)
+    compilations = {
+        name: Compilation(executable, lowers[name], totals[name])
+        for name, executable in executables.items()
+    }
+    return compilations, errors
 
 
 def run_times(calls: Mapping[str, Callable[[], Any]], sizes: Effort, rounds: int = 100) -> dict:

@@ -45,8 +45,8 @@ Measured:
   in machine load is shared;
 * compile time: ``jax.jit(f).lower(*args)`` then ``.compile()``, each repeat after
   ``jax.clear_caches()`` (which empties JAX's tracing, lowering and executable caches and the
-  libraries' own ``lu.cache``), the median of up to three repeats; the ``(lower)`` column is the
-  tracing and lowering part, the rest is XLA.
+  libraries' own ``lu.cache``), the median of up to five repeats in which the implementations
+  take turns; the ``(lower)`` column is the tracing and lowering part, the rest is XLA.
 
 The implementations must agree, which shows they are the same model: every ``assess`` of the
 same choices, and every ``simulate`` score against the hand-written log density of its own
@@ -90,7 +90,7 @@ from _gfi_models import (
     Sizes,
     benchmarks,
 )
-from _timing import Compilation, compile_function, met, run_times, show_seconds
+from _timing import Compilation, compile_functions, met, run_times, show_seconds
 
 # -- compilation and run time --------------------------------------------------------------------
 
@@ -98,12 +98,17 @@ from _timing import Compilation, compile_function, met, run_times, show_seconds
 def compile_method(
     benchmark: Benchmark, method: str, arguments: tuple, sizes: Sizes
 ) -> dict[str, Compilation]:
-    """Every implementation of ``method``, compiled for ``arguments``, by name."""
-    return {
-        implementation.name: compile_function(function, arguments, sizes)
+    """Every implementation of ``method``, compiled for ``arguments``, by name (taking turns,
+    see ``compile_functions``)."""
+    functions = {
+        implementation.name: (function, arguments)
         for implementation in benchmark.implementations
         if (function := implementation.method(method)) is not None
     }
+    compilations, errors = compile_functions(functions, sizes)
+    for error in errors.values():
+        raise error
+    return compilations
 
 
 def runnable(

@@ -51,8 +51,9 @@ Three parts, in one run:
 
 Measured as ``benchmarks/gfi_overhead.py`` does, with ``benchmarks/_timing.py``: the median step
 time over rounds in which the implementations take turns in a shuffled order, and
-``jax.jit(step).lower(...).compile()`` after ``jax.clear_caches()`` (median of up to three);
-the timed calls are of the executables compiled for the compile time.
+``jax.jit(step).lower(...).compile()`` after ``jax.clear_caches()`` (median of up to five, the
+implementations taking turns); the timed calls are of the executables compiled for the compile
+time.
 
 Agreement: at the same initial parameters, every implementation's ELBO estimate (the loss of
 its step, over many keys) agrees with the hand-written one within 5 standard errors (float32
@@ -83,7 +84,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import optax
-from _timing import compile_function, met, run_times, show_seconds
+from _timing import compile_functions, met, run_times, show_seconds
 from _vi_chain import ChainRow, measure_chains
 from _vi_systems import (
     COMPILE_TARGET,
@@ -235,14 +236,13 @@ def measure(benchmark: Benchmark, sizes: Sizes, x: jax.Array) -> tuple[list, lis
         The table's rows and the agreement checks.
     """
     key = jax.random.key(3)
-    states, compiled, notes = {}, {}, {}
-    for system in benchmark.systems:
-        states[system.name] = system.initial_state(benchmark.params)
-        arguments = (states[system.name], key, x)
-        try:
-            compiled[system.name] = compile_function(system.training_step(), arguments, sizes)
-        except Exception as error:  # a peer's failure is a row of the table, not a crash
-            notes[system.name] = failure(error)
+    states = {system.name: system.initial_state(benchmark.params) for system in benchmark.systems}
+    functions = {
+        system.name: (system.training_step(), (states[system.name], key, x))
+        for system in benchmark.systems
+    }
+    compiled, errors = compile_functions(functions, sizes)
+    notes = {name: failure(error) for name, error in errors.items()}
     steps = {name: compilation.executable for name, compilation in compiled.items()}
     value_keys = jax.random.split(jax.random.key(4), 3 if benchmark.exact else sizes.value_keys)
     agreements = check_values(benchmark, steps, states, x, value_keys)
