@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ppl._address import Path, show, show_many, to_path
 from ppl._choicemap import EMPTY, ChoiceMap, Masked
@@ -95,6 +95,13 @@ def _retval_spec(retval: Any, where: dict[int, Link]) -> tuple[tuple, RetvalSpec
 Place = tuple[int, int, tuple[int, ...]]
 
 
+def packed_piece(packed: jax.Array, start: int, shape: tuple[int, ...]) -> jax.Array:
+    """The piece of shape ``shape`` at ``start`` of the flat last axis of ``packed``, leading
+    (batch) axes kept: ``packed[..., start : start + size]`` reshaped."""
+    size = math.prod(shape)
+    return packed[..., start : start + size].reshape(*packed.shape[:-1], *shape)
+
+
 def _pack(subtraces: tuple) -> tuple[tuple, tuple, tuple[tuple[Place, ...], ...]]:
     """Moves the sub-traces' scores into one flat array per dtype.
 
@@ -171,13 +178,10 @@ class StaticTrace(Trace):
     def _unpack(self, subtrace: Trace, places: tuple[Place, ...]) -> Trace:
         if not places:
             return subtrace
-        scores = []
-        for group, start, shape in places:
-            packed = self.scores[group]
-            size = int(np.prod(shape, dtype=int))
-            flat = packed[..., start : start + size]
-            scores.append(flat.reshape(packed.shape[:-1] + shape))
-        return subtrace._with_held_scores(tuple(scores))
+        scores = tuple(
+            packed_piece(self.scores[group], start, shape) for group, start, shape in places
+        )
+        return subtrace._with_held_scores(scores)
 
     def _held_scores(self) -> tuple[jax.Array, ...]:
         return self.scores

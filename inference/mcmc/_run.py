@@ -22,6 +22,7 @@ from inference.mcmc._kernel import Kernel
 from inference.sharding._chains import ONE_DEVICE, ChainPlacement
 from ppl import AddressError, ChoiceMap, GenerativeFunction, select
 from ppl._choicemap import constrained_addresses
+from ppl._static import packed_piece
 
 # blackjax/our info fields -> arviz sample_stats names
 _STAT_NAMES = {
@@ -82,10 +83,8 @@ def _unpack(packed: jax.Array, layout: dict[str, tuple]) -> dict[str, jax.Array]
     """``_pack``'s stats back from ``packed`` (leading axes kept), with their shapes and dtypes."""
     out, start = {}, 0
     for name, (shape, dtype) in sorted(layout.items()):
-        size = math.prod(shape)
-        piece = packed[..., start : start + size]
-        out[name] = piece.reshape(*packed.shape[:-1], *shape).astype(dtype)
-        start += size
+        out[name] = packed_piece(packed, start, shape).astype(dtype)
+        start += math.prod(shape)
     return out
 
 
@@ -239,10 +238,9 @@ def _warmup_plan(key, num_chains, num_warmup, num_chunks):
     # Every input has a leading chain axis, as the mesh splits every argument along it.
     padded = not active.all()
     for chunk, on in zip(steps, active, strict=True):
-        start, stop = int(chunk[0]), int(chunk[-1]) + 1
         # A slice where the chunk's steps are consecutive (all but a padded last chunk): an
         # eager gather of the keys takes ~30 times as long.
-        chunk_keys = keys[:, start:stop] if stop - start == length else keys[:, chunk]
+        chunk_keys = keys[:, chunk[0] : chunk[-1] + 1] if on.all() else keys[:, chunk]
         yield (
             (
                 chunk_keys,
