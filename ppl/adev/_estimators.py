@@ -27,6 +27,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ppl._errors import AddressError
 from ppl.adev._mvd import couplings
@@ -355,9 +356,12 @@ class enum(Estimator):
                 "max_size"
             )
         per_element = support.reshape(n, size)
-        choice = jnp.stack(jnp.unravel_index(jnp.arange(size**n), (size,) * n), axis=-1)
-        values = jnp.take_along_axis(per_element.T[None], choice[:, None, :], axis=1)[:, 0]
-        values = values.reshape((size**n, *shape)).astype(site.sample().dtype)
+        if n == 1:
+            values = per_element.reshape((size, *shape))
+        else:  # value k gives element j its choice[k, j]-th support point
+            choice = np.stack(np.unravel_index(np.arange(size**n), (size,) * n), axis=-1)
+            values = per_element[np.arange(n), choice].reshape((size**n, *shape))
+        values = values.astype(jax.eval_shape(site.sample).dtype)
         log_p = jax.vmap(lambda x: jnp.sum(site.log_prob(x)))(values)
         p = jnp.exp(log_p)
         if self.vectorized:

@@ -115,6 +115,26 @@ def _samples_in(jaxpr: Jaxpr) -> tuple[Any, ...]:
     return tuple(found)
 
 
+@functools.cache
+def _needed(jaxpr: Jaxpr) -> tuple[bool, ...]:
+    """Which equations of ``jaxpr`` the interpreter evaluates: those that draw, have effects,
+    or feed one of those or an output. The rest (the score of a ``simulate`` whose trace is
+    never read, say) would only be traced, under every enclosing ``vmap``, for XLA to drop."""
+    live = {v for v in jaxpr.outvars if not isinstance(v, Literal)}
+    needed = []
+    for eqn in reversed(jaxpr.eqns):
+        keep = (
+            eqn.primitive is sample_p
+            or bool(eqn.effects)
+            or any(v in live for v in eqn.outvars if not isinstance(v, DropVar))
+            or bool(_samples_in_eqn(eqn))
+        )
+        if keep:
+            live.update(v for v in eqn.invars if not isinstance(v, Literal))
+        needed.append(keep)
+    return tuple(reversed(needed))
+
+
 class _Frame:
     """Evaluation of one jaxpr's equations."""
 
@@ -205,6 +225,9 @@ class Machine(Context):
                 if not self.frames:
                     return (outs, self.acc) if self.local else self._finish(outs)
                 self.frames[-1].receive(outs)
+                continue
+            if not _needed(frame.jaxpr)[frame.pc]:
+                frame.pc += 1
                 continue
             eqn = frame.jaxpr.eqns[frame.pc]
             invals = [_read(frame.env, v) for v in eqn.invars]

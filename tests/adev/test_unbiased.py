@@ -463,3 +463,36 @@ def test_running_mean_baseline_is_estimator_state():
     for v in values[1:]:
         expected = expected + 0.5 * (v - expected)
     assert np.isclose(float(state[("z",)][0]), expected, rtol=1e-5)
+
+
+def _primitives(jaxpr) -> set[str]:
+    from jax.extend.core import jaxprs_in_params
+
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for sub in jaxprs_in_params(eqn.params):
+            names |= _primitives(sub)
+    return names
+
+
+def test_values_the_integrand_never_reads_are_not_traced():
+    """Unused work (here a sort) is skipped, under every enumerated choice; an unused draw is
+    still visited, so an estimator given for it is not refused."""
+
+    @gen
+    def chain(p):
+        c = flip.enum()(p) @ "c"
+        unused = jnp.sort(jnp.stack([p, 1 - p]))  # noqa: F841
+        flip(p) @ "ignored"
+        return c.astype(jnp.float32)
+
+    @expectation
+    def heads(key, p):
+        return chain.simulate(key, (p,)).retval
+
+    objective = heads.with_estimators({"ignored": enum()})
+    jaxpr = jax.make_jaxpr(lambda k: objective.value_and_grad(k, 0.3))(jax.random.key(0))
+    assert "sort" not in _primitives(jaxpr.jaxpr)
+    value, (grad,) = objective.value_and_grad(jax.random.key(0), 0.3)
+    assert np.isclose(value, 0.3) and np.isclose(grad, 1.0)
