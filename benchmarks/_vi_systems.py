@@ -36,6 +36,7 @@ COMPILE_TARGET = 1.0  # ours / NumPyro
 
 HAND = "hand-written JAX"
 HAND_PER_DATAPOINT = "hand-written, per-datapoint grads"
+HAND_EVERY_PATH = "hand-written JAX, every path"
 OURS = "ppl (ours)"
 OURS_PLATE = "ppl, Vmap plate"
 NUMPYRO = "NumPyro"
