@@ -7,7 +7,8 @@ import json
 import math
 import os
 import pickle
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import arviz
@@ -69,6 +70,37 @@ def _sample_stats(info: Any, prefix: str = "") -> dict[str, jax.Array]:
     }
 
 
+def _stat_names(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` sorted, once each; a name no kernel reports is an error (before any work)."""
+    if isinstance(names, str):
+        names = (names,)
+    known = {*_STAT_NAMES.values(), "step_size"}
+    unknown = [n for n in names if re.sub(r"^kernel\d+_", "", n) not in known]
+    if unknown:
+        raise ValueError(
+            f"sample_stats names {', '.join(map(repr, unknown))}; the stats are "
+            f"{', '.join(map(repr, sorted(known)))} (prefixed 'kernel<i>_' for a cycle)"
+        )
+    return tuple(sorted(set(names)))
+
+
+def _kept_stats(
+    stats: dict[str, jax.Array], names: tuple[str, ...] | None, adapted: bool
+) -> dict[str, jax.Array]:
+    """The stats named in ``names`` (all for ``None``); an unknown name is an error that lists
+    the known ones (``step_size`` is added after sampling, where NUTS was adapted)."""
+    if names is None:
+        return stats
+    known = {*stats, *(["step_size"] if adapted else [])}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ValueError(
+            f"sample_stats names {', '.join(map(repr, unknown))}, which this kernel does not "
+            f"report; it reports {', '.join(map(repr, sorted(known)))}"
+        )
+    return {name: value for name, value in stats.items() if name in names}
+
+
 def _pack(stats: dict[str, jax.Array]) -> jax.Array:
     """``stats`` raveled into one vector of their widest float type (bools and the integer
     counts of NUTS are exact in it), in the order of their names."""
@@ -104,6 +136,7 @@ def run(
     num_chunks: int = 10,
     checkpoint: str | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    sample_stats: Sequence[str] | None = None,
 ) -> Any:
     """Runs vectorised MCMC chains on ``model`` conditioned on ``observations``.
 
@@ -134,6 +167,13 @@ def run(
             (``jax.shard_map``); ``num_chains`` must be a multiple of the axis size. Each
             chain runs with the key it has without a mesh (docs/scaling.md says when the
             draws are then bit-identical).
+        sample_stats: the sample stats to keep, by name (``"acceptance_rate"``,
+            ``"accepted"``, ``"diverging"``, ``"energy"``, ``"tree_depth"``, ``"n_steps"``,
+            ``"step_size"``; a ``cycle`` of kernels prefixes each kernel's with
+            ``kernel{i}_``), or ``None`` (default) for every one the kernel reports. As
+            NumPyro's ``extra_fields``: what is not kept is not computed, e.g. NUTS's
+            acceptance rate, a running sum over every leapfrog step (~5% of a draw of eight
+            schools).
 
     Returns:
         An arviz ``DataTree`` with groups posterior (one variable per latent address, dims
@@ -162,8 +202,9 @@ def run(
     observed = _observed_addresses(model, observations, key, args)
     placement = ChainPlacement(mesh)
     placement.check(num_chains)
-    programs = _programs(model, kernel, observed, thinning, placement)
-    sizes = (num_chains, num_warmup, num_samples, num_chunks, thinning)
+    kept_stats = None if sample_stats is None else _stat_names(sample_stats)
+    programs = _programs(model, kernel, observed, thinning, placement, kept_stats)
+    sizes = (num_chains, num_warmup, num_samples, num_chunks, thinning, kept_stats)
     progress = _load(checkpoint, key, *sizes)
     if progress is None:
         traces = _initial_traces(model, observations, observed, init, init_key, args, num_chains)
@@ -200,7 +241,10 @@ def run(
         save(_Progress(progress.warmup_done, None, chains, parameters, pieces))
         _after_chunk(len(pieces))
     bar.close()
-    return _to_arviz(pieces, parameters, observations, num_chains, num_samples)
+    keep_step_size = kept_stats is None or "step_size" in kept_stats
+    return _to_arviz(
+        pieces, parameters if keep_step_size else None, observations, num_chains, num_samples
+    )
 
 
 class _Progress(NamedTuple):
@@ -377,6 +421,7 @@ def _programs(
     observed: tuple,
     thinning: int,
     placement: ChainPlacement = ONE_DEVICE,
+    sample_stats: tuple[str, ...] | None = None,
 ) -> _Programs:
     """The jitted warm-up and sampling programs, built once per model/kernel/settings.
 
@@ -457,7 +502,7 @@ def _programs(
             info = jax.tree.map(lambda x: x[-1], infos)
         # Only the sample stats of the info are kept: NUTS's info also holds the momentum and
         # both ends of the trajectory, several times the size of the draw itself.
-        stats = _sample_stats(info)
+        stats = _kept_stats(_sample_stats(info), sample_stats, adapted=kernel is None)
         layout["stats"] = {name: (jnp.shape(v), jnp.result_type(v)) for name, v in stats.items()}
         return state, (snapshot(state), _pack(stats))
 
@@ -530,8 +575,8 @@ def _load(path, key, *sizes):
     if saved["fingerprint"] != _fingerprint(key, *sizes):
         raise ValueError(
             f"checkpoint {path} was written by a run with another key or other sizes "
-            "(num_chains, num_warmup, num_samples, num_chunks, thinning); delete it or use "
-            "another path"
+            "(num_chains, num_warmup, num_samples, num_chunks, thinning, sample_stats); delete "
+            "it or use another path"
         )
     return saved["state"]
 

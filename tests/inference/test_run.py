@@ -282,3 +282,18 @@ def test_packed_sample_stats_come_back_with_their_values_shapes_and_dtypes(layou
     for name, value in stats.items():
         assert back[name].dtype == value.dtype and back[name].shape == (2, *value.shape)
         np.testing.assert_array_equal(back[name][1], value)
+
+
+def test_sample_stats_keeps_the_named_stats_and_the_same_draws():
+    # the default (every stat) is checked by the tests above (step_size) and test_mcmc
+    small = dict(SETTINGS, num_warmup=10, num_samples=10, num_chunks=1)
+    some = mcmc.run(location, DATA, KEY, sample_stats=("diverging", "step_size"), **small)
+    assert set(some.sample_stats) == {"diverging", "step_size"}
+    none = mcmc.run(location, DATA, KEY, sample_stats=(), **small)
+    assert set(none.sample_stats) == set()
+    np.testing.assert_array_equal(none.posterior["mu"], some.posterior["mu"])
+    with pytest.raises(ValueError, match=r"'divergences'; the stats are 'acceptance_rate'"):
+        mcmc.run(location, DATA, KEY, sample_stats=("divergences",), **small)
+    hmc = mcmc.hmc(location, select("mu"), 0.1, jnp.ones(1), 5)
+    with pytest.raises(ValueError, match=r"'tree_depth', which this kernel does not report"):
+        mcmc.run(location, DATA, KEY, kernel=hmc, sample_stats=("tree_depth",), **small)
