@@ -15,9 +15,10 @@ XLA leaves out when nothing uses them: the acceptance rate alone (a running log-
 the leapfrog steps) is ~5% of a draw of eight schools. The ``same output`` column compares each
 of ours with the BlackJAX run that returns the same; the targets are judged so.
 
-A second table times 1,000 vectorised HMC chains on the
-Gaussian (draws per second). Chains start where each library starts them by default (ours at
-prior draws, NumPyro uniformly in (-2, 2) on the unconstrained space, BlackJAX at ``init``).
+Chains start where each library starts them by default: ours at prior draws, NumPyro
+uniformly in (-2, 2) on the unconstrained space; BlackJAX, which has no default, where ours
+starts, with ours' keys (``starts``). A second table times 1,000 vectorised HMC chains on the
+Gaussian (draws per second), ours against NumPyro.
 
 Models: eight schools (non-centered, 10 dims), a hierarchical logistic regression (25 dims,
 generated data), a 100-dim Gaussian with scales from 0.01 to 100 (ill-conditioned).
@@ -45,7 +46,7 @@ import numpyro.distributions as nd
 from numpyro.infer import HMC, MCMC, NUTS
 
 from inference import mcmc
-from ppl import Distribution, bernoulli, gen, normal, select
+from ppl import ChoiceMap, Distribution, bernoulli, gen, normal, select
 
 CHAINS = 4
 HalfCauchy = Distribution(nd.HalfCauchy, "half_cauchy")
@@ -82,8 +83,10 @@ def eight_schools():
             + jnp.sum(nd.Normal(p["mu"] + tau * p["eta"], sigma).log_prob(y))
         )
 
-    init = {"mu": 0.0, "log_tau": 0.0, "eta": jnp.zeros(8)}
-    return ours, {"y": y}, peer, logdensity, init
+    def named(position):  # ours' unconstrained choices -> logdensity's parameters
+        return {"mu": position["mu"], "log_tau": position["tau"], "eta": position["eta"]}
+
+    return ours, {"y": y}, peer, logdensity, named
 
 
 def logistic_regression():
@@ -117,8 +120,10 @@ def logistic_regression():
             + jnp.sum(nd.Bernoulli(logits=x @ p["beta"]).log_prob(y))
         )
 
-    init = {"mu": jnp.zeros(groups), "log_sigma": 0.0, "beta": jnp.zeros(groups * per_group)}
-    return ours, {"y": y}, peer, logdensity, init
+    def named(position):
+        return {"mu": position["mu"], "log_sigma": position["sigma"], "beta": position["beta"]}
+
+    return ours, {"y": y}, peer, logdensity, named
 
 
 def gaussian(dims: int = 100):
@@ -134,7 +139,7 @@ def gaussian(dims: int = 100):
     def logdensity(p):
         return jnp.sum(nd.Normal(0.0, scales).log_prob(p["x"]))
 
-    return ours, {}, peer, logdensity, {"x": jnp.zeros(dims)}
+    return ours, {}, peer, logdensity, lambda position: {"x": position["x"]}
 
 
 MODELS: dict[str, Callable] = {
@@ -190,9 +195,35 @@ STATS = (
 )
 
 
-def make_blackjax(logdensity, init, warmup, samples, stats=False):
-    def one_chain(key, position):
-        warm_key, sample_key = jax.random.split(key)
+def starts(model, observations, named, keys):
+    """Where ``mcmc.run`` starts its chains for each key (its prior draws, unconstrained), in
+    ``logdensity``'s parameters, by key. BlackJAX starts there too, with the same keys, so that
+    neither has an easier start. The chains still part within the first draws: the two log
+    densities round differently, and NUTS's discrete choices amplify that."""
+    from inference.mcmc import _run
+
+    choices = ChoiceMap.from_dict(observations)
+    observed = _run._observed_addresses(model, choices, keys[0], ())
+    latent = ~select(*observed)
+    out = {}
+    for key in keys:
+        init_key = jax.random.split(key, 3)[0]
+        traces = _run._initial_traces(model, choices, observed, None, init_key, (), CHAINS)
+        position = jax.vmap(lambda t: mcmc.Unconstrained(model, t, latent).position(t))(traces)
+        out[_key_id(key)] = named(position.to_dict())
+    return out
+
+
+def _key_id(key) -> tuple:
+    return tuple(np.asarray(jax.random.key_data(key)).tolist())
+
+
+def make_blackjax(logdensity, start, warmup, samples, stats=False):
+    """Plain BlackJAX, with ``mcmc.run``'s keys (``split(key, 3)`` for the start, the warm-up
+    and the sampling; per chain, ``window_adaptation.run``'s key and the draws' keys as
+    ``mcmc.run`` splits them) from ``start[key]``."""
+
+    def one_chain(warm_key, sample_key, position):
         adaptation = blackjax.window_adaptation(blackjax.nuts, logdensity)
         (state, parameters), _ = adaptation.run(warm_key, position, warmup)
         kernel = blackjax.nuts(logdensity, **parameters)
@@ -203,10 +234,17 @@ def make_blackjax(logdensity, init, warmup, samples, stats=False):
 
         return jax.lax.scan(step, state, jax.random.split(sample_key, samples))[1]
 
-    program = jax.jit(jax.vmap(one_chain, in_axes=(0, None)))
+    def keyed(key, position):
+        _, warmup_key, sample_key = jax.random.split(key, 3)
+        chunk_key = jax.random.split(sample_key, 1)[0]  # mcmc.run with num_chunks=1
+        warm_keys = jax.random.split(warmup_key, CHAINS)
+        sample_keys = jax.random.split(chunk_key, CHAINS)
+        return jax.vmap(one_chain)(warm_keys, sample_keys, position)
+
+    program = jax.jit(keyed)
 
     def run(key):
-        draws, _ = jax.tree.map(np.asarray, program(jax.random.split(key, CHAINS), init))
+        draws, _ = jax.tree.map(np.asarray, program(key, start[_key_id(key)]))
         return draws
 
     return run
@@ -333,15 +371,17 @@ def main(quick: bool, models: list[str], repeats: int | None) -> None:
     print(header + f"{'ESS/s':>9} {'vs blackjax':>12} {'same output':>12}")
     verdicts = []
     for label, build in chosen.items():
-        model, observations, peer, logdensity, init = build()
+        model, observations, peer, logdensity, named = build()
+        keys = [jax.random.key(i) for i in range(repeats + 1)]  # measure's keys
+        start = starts(model, observations, named, keys)
         runs = {
             "ours": lambda key, m=model, o=observations: run_ours(m, o, warmup, samples, key),
             "ours, draws only": lambda key, m=model, o=observations: run_ours(
                 m, o, warmup, samples, key, sample_stats=()
             ),
             "numpyro": make_numpyro(peer, warmup, samples),
-            "blackjax": make_blackjax(logdensity, init, warmup, samples),
-            "blackjax+stats": make_blackjax(logdensity, init, warmup, samples, stats=True),
+            "blackjax": make_blackjax(logdensity, start, warmup, samples),
+            "blackjax+stats": make_blackjax(logdensity, start, warmup, samples, stats=True),
         }
         # NumPyro is 10-20x slower here; its ratio needs no precision, ours against
         # BlackJAX's does (a key's adaptation moves a run's ESS/s by ~10%).
