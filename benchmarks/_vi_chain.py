@@ -178,6 +178,9 @@ def predicted(rows: list[ChainRow], sites: int) -> float | None:
     return last.total * per_site ** (sites - last.sites)
 
 
+NOT_RUN = "not run (a shorter chain was not measured)"
+
+
 def measure_chains(sizes: Sizes) -> tuple[list[ChainRow], list[Agreement]]:
     """Trace and compile time, and exactness, of every implementation at every length.
 
@@ -211,7 +214,12 @@ def measure_chains(sizes: Sizes) -> tuple[list[ChainRow], list[Agreement]]:
 
     for sites in sizes.enum_sites:
         theta = jnp.linspace(-1.0, 1.0, sites)
-        running = {n: build for n, build in in_turns.items() if not any(r.note for r in found[n])}
+        running = {}
+        for name, build in in_turns.items():
+            if any(row.note for row in found[name]):  # as _budgeted's
+                found[name].append(ChainRow(sites, name, note=NOT_RUN))
+            else:
+                running[name] = build
         functions = {name: (build(sites), (key, theta)) for name, build in running.items()}
         compilations, errors = compile_functions(functions, sizes)
         for name in running:
@@ -243,7 +251,7 @@ def _budgeted(
     """One compilation within ``seconds``, unless an earlier length failed or ran over, or the
     growth so far predicts it would."""
     if any(row.note for row in mine):
-        return ChainRow(sites, name, note="not run (a shorter chain was not measured)")
+        return ChainRow(sites, name, note=NOT_RUN)
     guess = predicted(mine, sites)
     if guess is not None and guess > seconds:
         return ChainRow(sites, name, note=f"skipped (over budget: predicted {guess:.3g} s)")

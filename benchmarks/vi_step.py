@@ -394,15 +394,15 @@ def print_targets(rows: list[Row], chains: list[ChainRow]) -> None:
             verdict = met(factor <= reference[2])
             line += f" (no faster than {HAND_EVERY_PATH}'s x{reference[2]:.2f}: {verdict})"
         print(line)
-    ours, hand = growth.get(OURS), growth.get(HAND)
-    if ours is not None:
-        proportional = ours[1] / ours[0]
+    ours_growth, hand_growth = growth.get(OURS), growth.get(HAND)
+    if ours_growth is not None:
+        proportional = ours_growth[1] / ours_growth[0]
         line = (
             f"  (c) proportional growth would be x{proportional:.2f}; the target compares ours "
             f"with {HAND_EVERY_PATH}, which enumerates as ours does"
         )
-        if hand is not None and hand[2] > proportional:
-            line += f" ({HAND}'s forward recursion, O(n) code, grows x{hand[2]:.2f} here)"
+        if hand_growth is not None and hand_growth[2] > proportional:
+            line += f" ({HAND}'s forward recursion, O(n) code, grows x{hand_growth[2]:.2f} here)"
         print(line)
 
 
