@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import pickle
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -20,20 +18,16 @@ from tqdm.auto import tqdm
 from inference.mcmc._adaptation import schedule, stepwise_window_adaptation
 from inference.mcmc._arviz import from_dict
 from inference.mcmc._kernel import Kernel
+from inference.mcmc._sample_stats import (
+    checked_names,
+    info_stats,
+    kept_stats,
+    pack_stats,
+    unpack_stats,
+)
 from inference.sharding._chains import ONE_DEVICE, ChainPlacement
 from ppl import AddressError, ChoiceMap, GenerativeFunction, select
 from ppl._choicemap import constrained_addresses
-from ppl._static import packed_piece
-
-# blackjax/our info fields -> arviz sample_stats names
-_STAT_NAMES = {
-    "acceptance_rate": "acceptance_rate",
-    "is_accepted": "accepted",
-    "is_divergent": "diverging",
-    "energy": "energy",
-    "num_trajectory_expansions": "tree_depth",
-    "num_integration_steps": "n_steps",
-}
 
 
 def _variable_name(path: tuple) -> str:
@@ -55,69 +49,6 @@ def _check_initial_points(traces: Any, scores: Any) -> None:
                 "{addr}; give init values inside the support there (or check the observations)",
                 path,
             )
-
-
-def _sample_stats(info: Any, prefix: str = "") -> dict[str, jax.Array]:
-    if isinstance(info, tuple) and not hasattr(info, "_fields"):
-        out: dict[str, jax.Array] = {}
-        for i, sub in enumerate(info):
-            out |= _sample_stats(sub, f"{prefix}kernel{i}_")
-        return out
-    return {
-        prefix + name: getattr(info, field)
-        for field, name in _STAT_NAMES.items()
-        if hasattr(info, field)
-    }
-
-
-def _stat_names(names: Sequence[str]) -> tuple[str, ...]:
-    """``names`` sorted, once each; a name no kernel reports is an error (before any work)."""
-    if isinstance(names, str):
-        names = (names,)
-    known = {*_STAT_NAMES.values(), "step_size"}
-    unknown = [n for n in names if re.sub(r"^kernel\d+_", "", n) not in known]
-    if unknown:
-        raise ValueError(
-            f"sample_stats names {', '.join(map(repr, unknown))}; the stats are "
-            f"{', '.join(map(repr, sorted(known)))} (prefixed 'kernel<i>_' for a cycle)"
-        )
-    return tuple(sorted(set(names)))
-
-
-def _kept_stats(
-    stats: dict[str, jax.Array], names: tuple[str, ...] | None, adapted: bool
-) -> dict[str, jax.Array]:
-    """The stats named in ``names`` (all for ``None``); an unknown name is an error that lists
-    the known ones (``step_size`` is added after sampling, where NUTS was adapted)."""
-    if names is None:
-        return stats
-    known = {*stats, *(["step_size"] if adapted else [])}
-    unknown = sorted(set(names) - known)
-    if unknown:
-        raise ValueError(
-            f"sample_stats names {', '.join(map(repr, unknown))}, which this kernel does not "
-            f"report; it reports {', '.join(map(repr, sorted(known)))}"
-        )
-    return {name: value for name, value in stats.items() if name in names}
-
-
-def _pack(stats: dict[str, jax.Array]) -> jax.Array:
-    """``stats`` raveled into one vector of their widest float type (bools and the integer
-    counts of NUTS are exact in it), in the order of their names."""
-    dtype = functools.reduce(
-        jnp.promote_types, [jnp.float32, *map(jnp.result_type, stats.values())]
-    )
-    pieces = [jnp.ravel(stats[name]).astype(dtype) for name in sorted(stats)]
-    return jnp.concatenate(pieces or [jnp.zeros(0)])
-
-
-def _unpack(packed: jax.Array, layout: dict[str, tuple]) -> dict[str, jax.Array]:
-    """``_pack``'s stats back from ``packed`` (leading axes kept), with their shapes and dtypes."""
-    out, start = {}, 0
-    for name, (shape, dtype) in sorted(layout.items()):
-        out[name] = packed_piece(packed, start, shape).astype(dtype)
-        start += math.prod(shape)
-    return out
 
 
 def run(
@@ -202,9 +133,9 @@ def run(
     observed = _observed_addresses(model, observations, key, args)
     placement = ChainPlacement(mesh)
     placement.check(num_chains)
-    kept_stats = None if sample_stats is None else _stat_names(sample_stats)
-    programs = _programs(model, kernel, observed, thinning, placement, kept_stats)
-    sizes = (num_chains, num_warmup, num_samples, num_chunks, thinning, kept_stats)
+    kept_names = None if sample_stats is None else checked_names(sample_stats)
+    programs = _programs(model, kernel, observed, thinning, placement, kept_names)
+    sizes = (num_chains, num_warmup, num_samples, num_chunks, thinning, kept_names)
     progress = _load(checkpoint, key, *sizes)
     if progress is None:
         traces = _initial_traces(model, observations, observed, init, init_key, args, num_chains)
@@ -241,7 +172,7 @@ def run(
         save(_Progress(progress.warmup_done, None, chains, parameters, pieces))
         _after_chunk(len(pieces))
     bar.close()
-    keep_step_size = kept_stats is None or "step_size" in kept_stats
+    keep_step_size = kept_names is None or "step_size" in kept_names
     return _to_arviz(
         pieces, parameters if keep_step_size else None, observations, num_chains, num_samples
     )
@@ -502,15 +433,15 @@ def _programs(
             info = jax.tree.map(lambda x: x[-1], infos)
         # Only the sample stats of the info are kept: NUTS's info also holds the momentum and
         # both ends of the trajectory, several times the size of the draw itself.
-        stats = _kept_stats(_sample_stats(info), sample_stats, adapted=kernel is None)
+        stats = kept_stats(info_stats(info), sample_stats, adapted=kernel is None)
         layout["stats"] = {name: (jnp.shape(v), jnp.result_type(v)) for name, v in stats.items()}
-        return state, (snapshot(state), _pack(stats))
+        return state, (snapshot(state), pack_stats(stats))
 
     def chunk(state, key, parameters, length):
         state, (snapshots, stats) = jax.lax.scan(
             lambda s, k: draw(s, k, parameters), state, jax.random.split(key, length)
         )
-        return state, (*kept(snapshots, state), _unpack(stats, layout["stats"]))
+        return state, (*kept(snapshots, state), unpack_stats(stats, layout["stats"]))
 
     def chunks(chains, keys, parameters, length):
         per_chain = jax.vmap(lambda s, k, p: chunk(s, k, p, length))

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference import mcmc
-from inference.mcmc import _run
+from inference.mcmc import _run, _sample_stats
 from ppl import ChoiceMap, Vmap, gamma, gen, mv_normal, normal, select
 
 KEY = jax.random.key(3)
@@ -275,9 +275,9 @@ def test_packed_sample_stats_come_back_with_their_values_shapes_and_dtypes(layou
         ).astype(dtype)
         for name, (dtype, shape) in layout.items()
     }
-    packed = jax.vmap(_run._pack)({k: np.stack([v, v]) for k, v in stats.items()})
+    packed = jax.vmap(_sample_stats.pack_stats)({k: np.stack([v, v]) for k, v in stats.items()})
     spec = {k: (v.shape, v.dtype) for k, v in stats.items()}
-    back = _run._unpack(packed, spec)
+    back = _sample_stats.unpack_stats(packed, spec)
     assert set(back) == set(stats)
     for name, value in stats.items():
         assert back[name].dtype == value.dtype and back[name].shape == (2, *value.shape)
