@@ -25,6 +25,7 @@ from inference.mcmc._sample_stats import (
     pack_stats,
     unpack_stats,
 )
+from inference.mcmc._unconstrained import Unconstrained
 from inference.sharding._chains import ONE_DEVICE, ChainPlacement
 from ppl import AddressError, ChoiceMap, GenerativeFunction, select
 from ppl._choicemap import constrained_addresses
@@ -68,6 +69,7 @@ def run(
     checkpoint: str | None = None,
     mesh: jax.sharding.Mesh | None = None,
     sample_stats: Sequence[str] | None = None,
+    log_likelihood: bool = True,
 ) -> Any:
     """Runs vectorised MCMC chains on ``model`` conditioned on ``observations``.
 
@@ -105,11 +107,14 @@ def run(
             NumPyro's ``extra_fields``: what is not kept is not computed, e.g. NUTS's
             acceptance rate, a running sum over every leapfrog step (~5% of a draw of eight
             schools).
+        log_likelihood: return the pointwise log-likelihood of each draw (``False``: not
+            computed; NUTS's draws are then mapped to the constrained space without
+            evaluating the model).
 
     Returns:
         An arviz ``DataTree`` with groups posterior (one variable per latent address, dims
-        ``chain, draw, ...``), sample_stats, observed_data and log_likelihood (pointwise for
-        observed plates, so ``arviz.loo`` works).
+        ``chain, draw, ...``), sample_stats, observed_data and, unless ``log_likelihood`` is
+        false, log_likelihood (pointwise for observed plates, so ``arviz.loo`` works).
 
     Raises:
         AddressError: if an initial point has log density -inf (naming the address), an
@@ -134,8 +139,8 @@ def run(
     placement = ChainPlacement(mesh)
     placement.check(num_chains)
     kept_names = None if sample_stats is None else checked_names(sample_stats)
-    programs = _programs(model, kernel, observed, thinning, placement, kept_names)
-    sizes = (num_chains, num_warmup, num_samples, num_chunks, thinning, kept_names)
+    programs = _programs(model, kernel, observed, thinning, placement, kept_names, log_likelihood)
+    sizes = (num_chains, num_warmup, num_samples, num_chunks, thinning, kept_names, log_likelihood)
     progress = _load(checkpoint, key, *sizes)
     if progress is None:
         traces = _initial_traces(model, observations, observed, init, init_key, args, num_chains)
@@ -353,6 +358,7 @@ def _programs(
     thinning: int,
     placement: ChainPlacement = ONE_DEVICE,
     sample_stats: tuple[str, ...] | None = None,
+    log_likelihood: bool = True,
 ) -> _Programs:
     """The jitted warm-up and sampling programs, built once per model/kernel/settings.
 
@@ -370,17 +376,22 @@ def _programs(
         return adaptation.sample(key, state, parameters)
 
     def kept_of(trace):
-        return trace.choices.filter(latent), trace.site_scores.filter(~latent)
+        scores = trace.site_scores.filter(~latent) if log_likelihood else None
+        return trace.choices.filter(latent), scores
 
     # What a draw keeps: the choices and observed site scores of a given kernel's trace; of
     # NUTS only the position, mapped to choices and scores after the chunk's loop, all draws
-    # at once (one batched model evaluation rather than one per step of the loop).
+    # at once (one batched model evaluation rather than one per step of the loop; with no
+    # scores kept, no model evaluation: the position mapped to the constrained space).
     def snapshot(state):
         return kept_of(state) if kernel is not None else state.chain.position
 
     def kept(snapshots, state):
         if kernel is not None:
             return snapshots
+        if not log_likelihood:
+            space = Unconstrained(model, state.trace, latent)
+            return jax.vmap(space.constrain)(snapshots), None
         return jax.vmap(lambda position: kept_of(adaptation.to_trace(state, position)))(snapshots)
 
     # The warm-up state is the trace for a given kernel (run unadapted), else window
@@ -506,8 +517,8 @@ def _load(path, key, *sizes):
     if saved["fingerprint"] != _fingerprint(key, *sizes):
         raise ValueError(
             f"checkpoint {path} was written by a run with another key or other sizes "
-            "(num_chains, num_warmup, num_samples, num_chunks, thinning, sample_stats); delete "
-            "it or use another path"
+            "(num_chains, num_warmup, num_samples, num_chunks, thinning, sample_stats, "
+            "log_likelihood); delete it or use another path"
         )
     return saved["state"]
 
@@ -521,14 +532,10 @@ def _to_arviz(pieces, parameters, observations, num_chains, num_samples):
         stats["step_size"] = np.broadcast_to(
             np.asarray(parameters["step_size"])[:, None], (num_chains, num_samples)
         )
-    data = from_dict(
-        {
-            "posterior": _by_name(choices),
-            "sample_stats": stats,
-            "log_likelihood": _by_name(log_likelihood),
-            "observed_data": _by_name(observations),
-        }
-    )
+    groups = {"posterior": _by_name(choices), "sample_stats": stats}
+    if log_likelihood is not None:
+        groups["log_likelihood"] = _by_name(log_likelihood)
+    data = from_dict(groups | {"observed_data": _by_name(observations)})
     data.posterior.attrs["ppl_addresses"] = json.dumps(
         {_variable_name(p): list(p) for p in choices.leaf_paths()},
         default=lambda c: "..." if c is Ellipsis else str(c),

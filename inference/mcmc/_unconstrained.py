@@ -80,8 +80,12 @@ class Unconstrained:
         chosen = trace.choices.filter(self.selection)
         return jax.tree.map(lambda t, x: t.inv(x), self.transforms, chosen, is_leaf=_is_transform)
 
+    def constrain(self, position: ChoiceMap) -> ChoiceMap:
+        """The selected choices at ``position``: its unconstrained values mapped back."""
+        return jax.tree.map(lambda t, u: t(u), self.transforms, position, is_leaf=_is_transform)
+
     def _constrain(self, position: ChoiceMap) -> tuple[ChoiceMap, jax.Array]:
-        values = jax.tree.map(lambda t, u: t(u), self.transforms, position, is_leaf=_is_transform)
+        values = self.constrain(position)
         jacobians = jax.tree.map(
             lambda t, u, x: jnp.sum(t.log_abs_det_jacobian(u, x)),
             self.transforms,

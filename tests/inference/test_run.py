@@ -297,3 +297,21 @@ def test_sample_stats_keeps_the_named_stats_and_the_same_draws():
     hmc = mcmc.hmc(location, select("mu"), 0.1, jnp.ones(1), 5)
     with pytest.raises(ValueError, match=r"'tree_depth', which this kernel does not report"):
         mcmc.run(location, DATA, KEY, kernel=hmc, sample_stats=("tree_depth",), **small)
+
+
+@gen
+def scale():
+    sigma = gamma(2.0, 2.0) @ "sigma"
+    return Vmap(normal, in_axes=(None, None), axis_size=4)(0.0, sigma) @ "ys"
+
+
+@pytest.mark.parametrize("kernel", [None, mcmc.hmc(scale, select("sigma"), 0.1, jnp.ones(1), 5)])
+def test_a_run_without_log_likelihood_has_the_same_draws_and_no_such_group(kernel):
+    # With NUTS the draws are then mapped to the constrained space alone (no model evaluation).
+    small = dict(SETTINGS, num_warmup=10, num_samples=10, num_chunks=2)
+    full = mcmc.run(scale, DATA, KEY, kernel=kernel, **small)
+    bare = mcmc.run(scale, DATA, KEY, kernel=kernel, log_likelihood=False, **small)
+    assert "log_likelihood" in full and "log_likelihood" not in bare
+    assert float(full.posterior["sigma"].min()) > 0.0
+    np.testing.assert_array_equal(bare.posterior["sigma"], full.posterior["sigma"])
+    assert set(bare.sample_stats) == set(full.sample_stats)
