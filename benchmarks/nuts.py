@@ -10,11 +10,12 @@ per second, and the compile time (first call minus the median time).
 BlackJAX and ours run twice each: returning the draws alone ("blackjax", the reference of the
 ratios; "ours, draws only", ``mcmc.run(..., sample_stats=(), log_likelihood=False)``), and
 returning them with the sample stats ours returns by default ("blackjax+stats", "ours":
-acceptance rate, divergence, energy, tree depth, number of steps; ours also returns the
-pointwise log-likelihood, which BlackJAX does not compute). Those are computed inside NUTS's trajectory loop, which
-XLA leaves out when nothing uses them: the acceptance rate alone (a running log-sum-exp over
-the leapfrog steps) is ~5% of a draw of eight schools. The ``same output`` column compares each
-of ours with the BlackJAX run that returns the same; the targets are judged so.
+acceptance rate, divergence, energy, tree depth, number of steps). The stats are computed
+inside NUTS's trajectory loop, which XLA leaves out when nothing uses them: the acceptance rate
+alone (a running log-sum-exp over the leapfrog steps) is ~5% of a draw of eight schools. "ours"
+also returns the pointwise log-likelihood, which BlackJAX does not compute. The ``same output``
+column compares each of ours with the BlackJAX run that returns the same (but for that
+log-likelihood); the targets are judged so.
 
 Chains start where each library starts them by default: ours at prior draws, NumPyro
 uniformly in (-2, 2) on the unconstrained space; BlackJAX, which has no default, where ours
