@@ -229,11 +229,12 @@ def measure_chains(sizes: Sizes) -> tuple[list[ChainRow], list[Agreement]]:
             done = compilations[name]
             lower, total = statistics.median(done.lowers), statistics.median(done.totals)
             found[name].append(ChainRow(sites, name, lower, total))
-            check(name, sites, done.executable, theta)
+            if sites <= sizes.checked_sites:
+                check(name, sites, done.executable, theta)
         for name, build in budgeted.items():
             row = _budgeted(found[name], name, build, sites, sizes.genjax_budget, key, theta)
             found[name].append(row)
-            if row.executable is not None:
+            if row.executable is not None and sites <= sizes.checked_sites:
                 check(name, sites, row.executable, theta)
     rows = [row for name in found for row in found[name]]
     return rows, agreements

@@ -55,6 +55,9 @@ class Sizes:
         latent: dimensions of the Gaussian latent.
         classes: classes of the categorical latent.
         enum_sites: chain lengths of part (c).
+        checked_sites: the longest chain whose value and gradient are computed and checked
+            (every path of a chain of n coins is held in memory: 2^n values); longer ones are
+            only compiled.
         genjax_budget: seconds GenJAX may take for one chain length.
         value_keys: keys over which ELBO estimates are averaged.
         gradient_keys: keys over which gradients are averaged (0: no gradient checks).
@@ -71,6 +74,7 @@ class Sizes:
     latent: int
     classes: int
     enum_sites: tuple[int, ...]
+    checked_sites: int
     genjax_budget: float
     value_keys: int
     gradient_keys: int
@@ -81,8 +85,8 @@ class Sizes:
     compile_seconds: float
 
 
-FULL = Sizes(64, 784, 256, 10, 10, (1, 5, 10, 20), 60.0, 200, 100, True, 1.0, 10, 5, 15.0)
-QUICK = Sizes(8, 16, 8, 2, 3, (1, 2), 10.0, 20, 0, False, 0.02, 3, 1, 0.0)
+FULL = Sizes(64, 784, 256, 10, 10, (1, 5, 10, 20, 40), 20, 60.0, 200, 100, True, 1.0, 10, 5, 15.0)
+QUICK = Sizes(8, 16, 8, 2, 3, (1, 2), 2, 10.0, 20, 0, False, 0.02, 3, 1, 0.0)
 
 
 def random_data(sizes: Sizes) -> jax.Array:
