@@ -320,10 +320,15 @@ def measure(
     results = {}
     for name in runs:
         median = statistics.median(times[name])
-        rate = statistics.median(e / t for e, t in zip(ess[name], times[name], strict=True))
-        compile_seconds = max(first[name] - median, 0.0)
         rates = [e / t for e, t in zip(ess[name], times[name], strict=True)]
-        results[name] = (median, compile_seconds, statistics.median(ess[name]), rate, rates)
+        compile_seconds = max(first[name] - median, 0.0)
+        results[name] = (
+            median,
+            compile_seconds,
+            statistics.median(ess[name]),
+            statistics.median(rates),
+            rates,
+        )
     return results
 
 
