@@ -107,6 +107,6 @@ class Unconstrained:
 
     def to_trace(self, position: ChoiceMap, trace: Any) -> Any:
         """``trace`` with the selected choices set from ``position`` (no randomness used)."""
-        values, _ = self._constrain(position)
+        values = self.constrain(position)
         new, _, _ = self.model.update(jax.random.key(0), trace, values)
         return new
