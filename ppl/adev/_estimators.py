@@ -337,7 +337,8 @@ class enum(Estimator):
                 "to enumerate; use reinforce() or mvd() there"
             )
 
-    def with_continuation(self, site, k, context):
+    def values(self, site: Site) -> jax.Array:
+        """Every joint value of the draw: ``[M, *shape]``."""
         try:
             support = site.map(lambda d: d.enumerate_support(expand=True))  # [*plate, K, *batch]
         except jax.errors.ConcretizationTypeError:
@@ -361,17 +362,26 @@ class enum(Estimator):
         else:  # value k gives element j its choice[k, j]-th support point
             choice = np.stack(np.unravel_index(np.arange(size**n), (size,) * n), axis=-1)
             values = per_element[np.arange(n), choice].reshape((size**n, *shape))
-        values = values.astype(jax.eval_shape(site.sample).dtype)
+        return values.astype(jax.eval_shape(site.sample).dtype)
+
+    def with_continuation(self, site, k, context):
+        values = self.values(site)
         log_p = jax.vmap(lambda x: jnp.sum(site.log_prob(x)))(values)
-        p = jnp.exp(log_p)
         if self.vectorized:
             vs, ss = jax.vmap(k)(values)
         else:
             vs, ss = jax.lax.map(k, values)
-        weights = p.reshape((-1,) + (1,) * (vs.ndim - 1))
-        v = jnp.sum(sg(weights) * vs, axis=0)
-        s = jnp.sum(weights * sg(vs) + sg(weights) * ss, axis=0)
-        return v, s
+        return weighted_sum(jnp.exp(log_p), vs, ss)
+
+
+def weighted_sum(p: jax.Array, vs: jax.Array, ss: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``enum``'s ``(v, s)`` from the continuation's ``(vs, ss)`` at each value (axis 0) and
+    the values' probabilities ``p`` (whose gradient the surrogate carries; its axes are the
+    leading axes of ``vs``)."""
+    weights = p.reshape(p.shape + (1,) * (vs.ndim - p.ndim))
+    v = jnp.sum(sg(weights) * vs, axis=0)
+    s = jnp.sum(weights * sg(vs) + sg(weights) * ss, axis=0)
+    return v, s
 
 
 @jax.tree_util.register_dataclass

@@ -13,7 +13,8 @@ from ppl._address import show, show_many, to_path
 from ppl._errors import AddressError
 from ppl._selection import Selection, as_selection
 from ppl.adev._estimators import Estimator
-from ppl.adev._interpreter import Run, interpret
+from ppl.adev._interpreter import Run
+from ppl.adev._paths import interpret
 from ppl.adev._primitive import is_tracing, tracing
 
 

@@ -157,16 +157,28 @@ def _frame(closed: ClosedJaxpr | Jaxpr, args: list) -> _Frame:
     return _Frame(jaxpr, env)
 
 
-class _Unrolled:
-    """A ``lax.scan`` run one iteration at a time, because its body needs a continuation."""
+def _index(x: Any, t: int) -> Any:
+    return x[t]
 
-    def __init__(self, body, consts, carry, xs, length, reverse, ys=None, i=0):
+
+class _Unrolled:
+    """A ``lax.scan`` run one iteration at a time, because its body needs a continuation.
+
+    ``index(x, t)`` is row ``t`` of a scanned operand and ``stack(rows)`` stacks the rows of
+    an output (the paths machine's values carry a leading axis of their own).
+    """
+
+    def __init__(self, body, consts, carry, xs, length, reverse, index=_index, stack=jnp.stack):
         self.body, self.consts, self.carry, self.xs = body, consts, carry, xs
-        self.length, self.reverse, self.ys, self.i = length, reverse, ys or [], i
+        self.length, self.reverse, self.index, self.stack = length, reverse, index, stack
+        self.ys: list = []
+        self.i = 0
 
     def copy(self) -> _Unrolled:
         c = self
-        return _Unrolled(c.body, c.consts, c.carry, c.xs, c.length, c.reverse, list(c.ys), c.i)
+        copied = _Unrolled(c.body, c.consts, c.carry, c.xs, c.length, c.reverse, c.index, c.stack)
+        copied.ys, copied.i = list(c.ys), c.i
+        return copied
 
     def receive(self, outs: list) -> None:
         n = len(self.carry)
@@ -177,12 +189,13 @@ class _Unrolled:
         if self.i == self.length:
             return None
         t = self.length - 1 - self.i if self.reverse else self.i
-        return _frame(self.body, [*self.consts, *self.carry, *(x[t] for x in self.xs)])
+        rows = [self.index(x, t) for x in self.xs]
+        return _frame(self.body, [*self.consts, *self.carry, *rows])
 
     def outputs(self) -> list:
         ys = self.ys[::-1] if self.reverse else self.ys
         n_ys = len(self.body.jaxpr.outvars) - len(self.carry)
-        stacked = [jnp.stack([y[j] for y in ys]) for j in range(n_ys)]
+        stacked = [self.stack([y[j] for y in ys]) for j in range(n_ys)]
         return [*self.carry, *stacked]
 
 
@@ -235,10 +248,18 @@ class Machine(Context):
                 done = self._sample(frame, eqn, invals)
                 if done is not None:
                     return done
-            elif _samples_in_eqn(eqn):
+            elif _samples_in_eqn(eqn) or self._inlined(eqn, invals):
                 self._structured(frame, eqn, invals)
             else:
-                frame.receive(_bind(eqn, invals))
+                frame.receive(self._apply(eqn, invals))
+
+    def _inlined(self, eqn: Any, invals: list) -> bool:
+        """Whether a call without draws is evaluated equation by equation."""
+        return False
+
+    def _apply(self, eqn: Any, invals: list) -> list:
+        """The outputs of an equation without draws."""
+        return _bind(eqn, invals)
 
     def _finish(self, outs: list) -> tuple[jax.Array, jax.Array]:
         (value,) = outs
@@ -271,12 +292,16 @@ class Machine(Context):
         name = eqn.primitive.name
         if name in _CALLS:
             self.frames.append(_frame(eqn.params["jaxpr"], invals))
-        elif name == "scan":
-            self._scan(frame, eqn, invals)
-        elif name == "while":
-            self._while(frame, eqn, invals)
-        elif name == "cond":
-            self._cond(frame, eqn, invals)
+        elif name == "scan" and self._needs_continuation(eqn) and not self.local:
+            consts, carry, xs = split_scan_operands(eqn.params, invals)
+            body, length = eqn.params["jaxpr"], eqn.params["length"]
+            self.frames.append(
+                self._unrolled(body, consts, carry, xs, length, eqn.params["reverse"])
+            )
+        elif name in ("scan", "while", "cond"):
+            outs, acc = self._local_structured(eqn, invals)
+            self.add(acc)
+            frame.receive(outs)
         else:
             addresses = [show(p["address"]) for p in _samples_in_eqn(eqn)]
             raise AddressError(
@@ -284,6 +309,20 @@ class Machine(Context):
                 "function with a custom derivative); ADEV cannot see through it: draw them "
                 "outside, or pass the draw in as an argument"
             )
+
+    def _unrolled(self, body, consts, carry, xs, length, reverse) -> _Unrolled:
+        """A scan run one iteration at a time."""
+        return _Unrolled(body, consts, carry, xs, length, reverse)
+
+    def _local_structured(self, eqn: Any, invals: list) -> tuple[list, Accumulators]:
+        """The outputs of a ``scan``/``while``/``cond`` whose draws are all local, and the
+        accumulators of those draws."""
+        name = eqn.primitive.name
+        if name == "scan":
+            return self._scan(eqn, invals)
+        if name == "while":
+            return self._while(eqn, invals)
+        return self._cond(eqn, invals)
 
     def _needs_continuation(self, eqn: Any) -> bool:
         for params in _samples_in_eqn(eqn):
@@ -295,13 +334,9 @@ class Machine(Context):
     def _local(self, closed: ClosedJaxpr, args: list) -> tuple[list, Accumulators]:
         return Machine(self.run_info, [_frame(closed, args)], local=True).execute()
 
-    def _scan(self, frame: _Frame, eqn: Any, invals: list) -> None:
+    def _scan(self, eqn: Any, invals: list) -> tuple[list, Accumulators]:
         consts, carry, xs = split_scan_operands(eqn.params, invals)
         body, length = eqn.params["jaxpr"], eqn.params["length"]
-        reverse = eqn.params["reverse"]
-        if self._needs_continuation(eqn) and not self.local:
-            self.frames.append(_Unrolled(body, consts, carry, xs, length, reverse))
-            return
 
         def step(state, x):
             carry, acc = state
@@ -309,12 +344,15 @@ class Machine(Context):
             return (outs[: len(carry)], acc + more), outs[len(carry) :]
 
         (carry, acc), ys = jax.lax.scan(
-            step, (carry, Accumulators.zeros()), xs, length=length, reverse=reverse
+            step,
+            (carry, Accumulators.zeros()),
+            xs,
+            length=length,
+            reverse=eqn.params["reverse"],
         )
-        self.add(acc)
-        frame.receive([*carry, *ys])
+        return [*carry, *ys], acc
 
-    def _while(self, frame: _Frame, eqn: Any, invals: list) -> None:
+    def _while(self, eqn: Any, invals: list) -> tuple[list, Accumulators]:
         p = eqn.params
         cond_consts = invals[: p["cond_nconsts"]]
         body_consts = invals[p["cond_nconsts"] : p["cond_nconsts"] + p["body_nconsts"]]
@@ -334,18 +372,16 @@ class Machine(Context):
             return outs, acc + more
 
         carry, acc = jax.lax.while_loop(cond, body, (init, Accumulators.zeros()))
-        self.add(acc)
-        frame.receive(list(carry))
+        return list(carry), acc
 
-    def _cond(self, frame: _Frame, eqn: Any, invals: list) -> None:
+    def _cond(self, eqn: Any, invals: list) -> tuple[list, Accumulators]:
         index, operands = invals[0], invals[1:]
         branches = [
             functools.partial(lambda closed, ops: self._local(closed, list(ops)), branch)
             for branch in eqn.params["branches"]
         ]
         outs, acc = jax.lax.switch(index, branches, operands)
-        self.add(acc)
-        frame.receive(list(outs))
+        return list(outs), acc
 
 
 def _samples_in_eqn(eqn: Any) -> tuple:
