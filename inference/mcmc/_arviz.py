@@ -10,6 +10,7 @@ tree (``tests/inference/test_arviz_conversion.py`` compares the two).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import arviz
@@ -28,7 +29,26 @@ def _dataset(data: dict[str, np.ndarray], sample_dims: list[str]) -> xr.Dataset:
         variables[name] = (dims, values)
         for dim in dims:
             coords.setdefault(dim, var_coords[dim])
-    return xr.Dataset(variables, coords=coords, attrs=arviz.make_attrs(sample_dims=sample_dims))
+    return xr.Dataset(
+        variables, coords=_coordinates(coords), attrs=arviz.make_attrs(sample_dims=sample_dims)
+    )
+
+
+def _coordinates(coords: dict[str, Any]) -> xr.Coordinates:
+    """``xr.Coordinates(coords)``, its indexes built once per dimension and size: a
+    ``Dataset`` given them skips building a pandas index per dimension (a third of the time
+    of a run's conversion)."""
+    signature = tuple((dim, len(values)) for dim, values in coords.items())
+    cached = _cached_coordinates(signature)
+    for dim, values in coords.items():
+        if not np.array_equal(cached[dim].values, values):  # not the default 0, 1, 2, ...
+            return xr.Coordinates(coords)
+    return cached
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_coordinates(signature: tuple[tuple[str, int], ...]) -> xr.Coordinates:
+    return xr.Coordinates({dim: np.arange(size) for dim, size in signature})
 
 
 def from_dict(groups: dict[str, dict[str, np.ndarray]]) -> xr.DataTree:
