@@ -23,6 +23,7 @@ Each equation is batched once, and tracing grows linearly in the number of draws
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -62,12 +63,30 @@ def _lift(value: Any, dims: tuple, to: tuple) -> Any:
     if dims == to:
         return value
 
-    def lift(x):
-        rest = x.shape[1:]
-        spread = jnp.broadcast_to(x.reshape(dims + rest), to + rest)
-        return spread.reshape(math.prod(to), *rest)
+    new = to[: len(to) - len(dims)]
+    return jax.tree.map(lambda x: _tile(x, new, dims), value)
 
-    return jax.tree.map(lift, value)
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _tile(x: jax.Array, new: tuple, dims: tuple) -> jax.Array:
+    """``x`` (rows on some paths) repeated as a block for every value of the draws ``new``."""
+    copies = math.prod(new)
+    return jnp.broadcast_to(x, (copies, *x.shape)).reshape(copies * x.shape[0], *x.shape[1:])
+
+
+def _tile_forward(x, new, dims):
+    return _tile(x, new, dims), None
+
+
+def _tile_backward(new, dims, _, cotangent):
+    # Summed with one axis per draw (see ``_on``), reshaped back to rows.
+    rest = cotangent.shape[1:]
+    split = cotangent.reshape(*new, *dims, *rest)
+    total = jnp.sum(split, axis=tuple(range(len(new))))
+    return (total.reshape(math.prod(dims), *rest),)
+
+
+_tile.defvjp(_tile_forward, _tile_backward)
 
 
 def _on(value: Any, dims: tuple) -> Any:
