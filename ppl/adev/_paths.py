@@ -8,16 +8,20 @@ grows as ``n²``. When every draw that needs the rest of the program is a vector
 baselines, still take the nested path), ``PathsMachine`` runs the program *once*, forward,
 over every path of the enumeration at a time:
 
-- a value that depends on enumerated draws is ``Paths``: one row per path so far;
-- an equation with such operands runs under one ``vmap`` over the rows;
+- a value that depends on enumerated draws is ``Paths``: one row per path it depends on;
+- an elementwise equation with such operands runs on the rows as they are, a call is
+  evaluated equation by equation, any other equation runs under one ``vmap`` over the rows;
 - an enumerated draw with ``M`` values turns ``P`` paths into ``M·P`` (path ``m·P + r`` is
   path ``r`` with the draw's ``m``-th value: the newest draw varies slowest, so a value of
-  fewer paths is lifted by tiling), and records the probabilities of its values and the
-  score-function terms gathered before it;
+  fewer paths is lifted by tiling its rows), and records the probabilities of its values and
+  the score-function terms gathered before it;
 - at the end the value and surrogate are summed back draw by draw, from the last, exactly as
   nested ``enum`` would (``weighted_sum``).
 
-Each equation is batched once, and tracing grows linearly in the number of draws.
+Each equation is batched once, and tracing grows linearly in the number of draws. Sums over
+paths (a draw's values at the end; the derivative of a tiling or of a value broadcast to every
+path) are taken with one axis per draw: summed over one axis of ``[M, P]``, XLA:CPU hands them
+to its YNNPACK fusions, which compile several times slower and fail past ~2^36 paths.
 """
 
 from __future__ import annotations
@@ -43,9 +47,9 @@ class Paths:
     ``prod(dims)`` rows, row-major in ``dims``.
 
     One axis rather than one per draw: XLA:CPU's code for a fusion of rank-``n`` arrays grows
-    with ``n``. Reshaped to one axis per draw only where draws are told apart (lifting a value
-    to more paths, summing over a draw's values). Deliberately not a pytree: it never reaches
-    JAX, which would take it for one value.
+    with ``n`` (a fusion lifting a value through ``n`` draws would cost ``n²``). Reshaped to
+    one axis per draw only to sum over paths (see the module's text). Deliberately not a
+    pytree: it never reaches JAX, which would take it for one value.
     """
 
     value: Any
@@ -93,8 +97,7 @@ def _on(value: Any, dims: tuple) -> Any:
     """A ``Paths`` or plain value's leaves on the paths ``dims``."""
     if isinstance(value, Paths):
         return _lift(value.value, value.dims, dims)
-    # Through one axis per draw: the derivative, a sum over the paths, is then not one XLA:CPU
-    # hands to its YNNPACK fusions (see ``_finish``).
+    # Through one axis per draw: its derivative is a sum over the paths (see the module's text).
     count = math.prod(dims)
     return jax.tree.map(
         lambda x: jnp.broadcast_to(x, dims + jnp.shape(x)).reshape(count, *jnp.shape(x)), value
@@ -230,9 +233,8 @@ class PathsMachine(Machine):
         (value,) = outs
         (v, s), dims = per_path(lambda acc, v: (v, acc.finish(v, v)), self.acc, value)
         for level in reversed(self.levels):
-            # Summed over the draw's values (on one axis per draw: summed over one axis of
-            # [M, P], XLA:CPU would hand the sum to its YNNPACK fusions, which compile several
-            # times slower, and fail past 2^36 paths): the paths before it remain.
+            # Summed over the draw's values, with one axis per draw (see the module's text): the
+            # paths before it remain.
             on = level.p.shape
             v, s = (_on(_wrap(x, dims), on) for x in (v, s))
             v, s = (x.reshape(on + x.shape[1:]) for x in (v, s))
