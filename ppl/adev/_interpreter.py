@@ -395,6 +395,7 @@ def _samples_in_eqn(eqn: Any) -> tuple:
     return tuple(found)
 
 
-def interpret(run: Run, closed: ClosedJaxpr, args: list) -> tuple[jax.Array, jax.Array]:
-    """``(v, s)`` of a traced integrand (one output) at ``args``."""
+def interpret_nested(run: Run, closed: ClosedJaxpr, args: list) -> tuple[jax.Array, jax.Array]:
+    """``(v, s)`` of a traced integrand (one output) at ``args``, each continuation strategy
+    calling the rest of the program (``_paths.interpret`` chooses between this and paths)."""
     return Machine(run, [_frame(closed, args)], local=False).execute()

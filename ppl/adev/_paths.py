@@ -36,7 +36,16 @@ import jax.numpy as jnp
 from jax.extend.core import ClosedJaxpr
 
 from ppl.adev._estimators import Accumulators, Baseline, Context, enum, weighted_sum
-from ppl.adev._interpreter import _CALLS, Machine, Run, _bind, _frame, _samples_in, _Unrolled
+from ppl.adev._interpreter import (
+    _CALLS,
+    Machine,
+    Run,
+    _bind,
+    _frame,
+    _samples_in,
+    _Unrolled,
+    interpret_nested,
+)
 from ppl.adev._primitive import unpack
 
 
@@ -145,7 +154,11 @@ class _Level:
 
     p: jax.Array
     acc: Any  # Accumulators, or Paths of them
-    paths: tuple[int, ...]
+
+    @property
+    def paths(self) -> tuple[int, ...]:
+        """The paths before the draw."""
+        return self.p.shape[1:]
 
 
 class PathsMachine(Machine):
@@ -211,7 +224,7 @@ class PathsMachine(Machine):
         spread = jnp.broadcast_to(values.reshape((size, *unseen, *dims, *rest)), self.dims + rest)
         x = Paths(spread.reshape(math.prod(self.dims), *rest), self.dims)
         log_p, _ = per_path(log_prob, x, *invals)
-        self.levels.append(_Level(jnp.exp(log_p).reshape(self.dims), self.acc, before))
+        self.levels.append(_Level(jnp.exp(log_p).reshape(self.dims), self.acc))
         self.acc = Accumulators.zeros()
         frame.receive([x])
         return None
@@ -317,4 +330,4 @@ def interpret(run: Run, closed: ClosedJaxpr, args: list) -> tuple[jax.Array, jax
     ]
     if needing and all(isinstance(e, enum) and e.vectorized for e in needing):
         return PathsMachine(run, [_frame(closed, args)]).execute()
-    return Machine(run, [_frame(closed, args)], local=False).execute()
+    return interpret_nested(run, closed, args)

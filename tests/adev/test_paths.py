@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from ppl import Scan, categorical, flip, gen, normal
 from ppl.adev import _paths as paths
 from ppl.adev import enum, expectation, mvd, reinforce
-from ppl.adev._interpreter import Machine, _frame
+from ppl.adev._interpreter import interpret_nested
 
 KINDS = ("flip", "categorical", "plate", "reinforce", "normal", "scan", "cond", "plain")
 
@@ -83,10 +83,6 @@ def statements_():
     return st.integers(1, 5).flatmap(lambda n: st.tuples(*(statement(i) for i in range(n))))
 
 
-def nested(run, closed, args):
-    return Machine(run, [_frame(closed, args)], local=False).execute()
-
-
 @settings(max_examples=15, deadline=None)
 @given(statements_(), st.integers(0, 2**16))
 def test_the_paths_interpreter_matches_nested_enumeration(statements, seed):
@@ -95,7 +91,7 @@ def test_the_paths_interpreter_matches_nested_enumeration(statements, seed):
     key = jax.random.key(seed + 1)
     flat_value, (flat_grad,) = objective.value_and_grad(key, theta)
     with pytest.MonkeyPatch.context() as m:
-        m.setattr("ppl.adev._expectation.interpret", nested)
+        m.setattr("ppl.adev._expectation.interpret", interpret_nested)
         value, (grad,) = objective.value_and_grad(key, theta)
     np.testing.assert_allclose(flat_value, value, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(flat_grad, grad, rtol=1e-4, atol=1e-5)
