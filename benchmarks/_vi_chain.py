@@ -28,7 +28,7 @@ from _vi_systems import (
     failure,
 )
 from genjax.adev import expectation as genjax_expectation
-from genjax.adev import flip_enum, flip_enum_parallel
+from genjax.adev import flip_enum, flip_enum_parallel, flip_mvd
 from genjax.adev import invoke_closed_over as genjax_invoke
 
 import ppl
@@ -82,24 +82,56 @@ def chain_every_path(n: int) -> Callable:
     return value_and_grad
 
 
-def chain_ours(n: int) -> Callable:
-    """ppl: ``flip.enum()`` at every coin of a ``@gen`` chain."""
+def chain_every_path_mvd(n: int) -> Callable:
+    """Hand-written JAX taking measure-valued derivatives as ``mvd`` does: each coin turns the
+    paths so far into three (its draw, then ``x⁺ = 1`` and ``x⁻ = 0``), and the surrogate is
+    folded back coin by coin from the last (``s = s_x + δp·sg(v_1 − v_0)``)."""
+    sg = jax.lax.stop_gradient
 
-    @ppl.gen
-    def coins(theta):
-        previous, total = jnp.zeros(()), jnp.zeros(())
-        for i in range(n):
-            p = jax.nn.sigmoid(theta[i] + COUPLING * previous - 1.0)
-            previous = ppl.flip.enum()(p) @ ("c", i)
-            previous = previous.astype(jnp.float32)
-            total = total + previous
-        return total
+    def surrogate(theta, key):
+        previous, total, weights, rows = jnp.zeros((1,)), jnp.zeros((1,)), [], 1
+        for i, key_i in enumerate(jax.random.split(key, n)):
+            p = jax.nn.sigmoid(theta[i] + COUPLING * previous - 1.0)  # [rows]
+            x = jax.random.bernoulli(key_i, sg(p)).astype(jnp.float32)
+            weights.append(p - sg(p))
+            previous = jnp.concatenate([x, jnp.ones(rows), jnp.zeros(rows)])  # path m*rows+r
+            total = jnp.broadcast_to(total, (3, rows)).reshape(3 * rows) + previous
+            rows *= 3
+        value, surrogate = total, total
+        for w in reversed(weights):
+            rows //= 3
+            vs, ss = value.reshape(3, rows), surrogate.reshape(3, rows)
+            value, surrogate = vs[0], ss[0] + w * sg(vs[1] - vs[2])
+        return surrogate[0], value[0]
 
-    @expectation
-    def heads(key, theta):
-        return coins.simulate(key, (theta,)).retval
+    def value_and_grad(key, theta):
+        (_, value), gradient = jax.value_and_grad(surrogate, has_aux=True)(theta, key)
+        return value, gradient
 
-    return lambda key, theta: heads.value_and_grad(key, theta, argnums=0)
+    return value_and_grad
+
+
+def chain_ours(strategy: str) -> Callable[[int], Callable]:
+    """ppl: ``flip.enum()`` (or ``flip.mvd()``) at every coin of a ``@gen`` chain."""
+
+    def build(n: int) -> Callable:
+        @ppl.gen
+        def coins(theta):
+            previous, total = jnp.zeros(()), jnp.zeros(())
+            for i in range(n):
+                p = jax.nn.sigmoid(theta[i] + COUPLING * previous - 1.0)
+                previous = getattr(ppl.flip, strategy)()(p) @ ("c", i)
+                previous = previous.astype(jnp.float32)
+                total = total + previous
+            return total
+
+        @expectation
+        def heads(key, theta):
+            return coins.simulate(key, (theta,)).retval
+
+        return lambda key, theta: heads.value_and_grad(key, theta, argnums=0)
+
+    return build
 
 
 def chain_genjax(primitive: Any) -> Callable[[int], Callable]:
@@ -181,22 +213,28 @@ def predicted(rows: list[ChainRow], sites: int) -> float | None:
 NOT_RUN = "not run (a shorter chain was not measured)"
 
 
-def measure_chains(sizes: Sizes) -> tuple[list[ChainRow], list[Agreement]]:
-    """Trace and compile time, and exactness, of every implementation at every length.
+def measure_chains(sizes: Sizes, strategy: str = "enum") -> tuple[list[ChainRow], list[Agreement]]:
+    """Trace and compile time, and (``enum``) exactness, of every implementation at every
+    length, every coin enumerated (``strategy="enum"``) or with measure-valued derivatives
+    (``"mvd"``: chains of ``sizes.mvd_sites``; Monte Carlo estimates, not checked here).
 
     Ours and the hand-written ones compile in turns (``compile_functions``: medians of up to
     ``sizes.compile_repeats``); GenJAX's, whose cost grows exponentially, once each, within
     its budget.
     """
-    in_turns: dict[str, Callable[[int], Callable]] = {
-        HAND: chain_hand,
-        HAND_EVERY_PATH: chain_every_path,
-        OURS: chain_ours,
-    }
-    budgeted: dict[str, Callable[[int], Callable]] = {
-        GENJAX: chain_genjax(flip_enum),
-        GENJAX_PARALLEL: chain_genjax(flip_enum_parallel),
-    }
+    in_turns: dict[str, Callable[[int], Callable]]
+    budgeted: dict[str, Callable[[int], Callable]]
+    if strategy == "enum":
+        in_turns = {HAND: chain_hand, HAND_EVERY_PATH: chain_every_path, OURS: chain_ours("enum")}
+        budgeted = {
+            GENJAX: chain_genjax(flip_enum),
+            GENJAX_PARALLEL: chain_genjax(flip_enum_parallel),
+        }
+        lengths, checked = sizes.enum_sites, sizes.checked_sites
+    else:
+        in_turns = {HAND_EVERY_PATH: chain_every_path_mvd, OURS: chain_ours("mvd")}
+        budgeted = {GENJAX: chain_genjax(flip_mvd)}
+        lengths, checked = sizes.mvd_sites, 0
     found: dict[str, list[ChainRow]] = {name: [] for name in [*in_turns, *budgeted]}
     agreements: list[Agreement] = []
     key = jax.random.key(6)
@@ -212,7 +250,7 @@ def measure_chains(sizes: Sizes) -> tuple[list[ChainRow], list[Agreement]]:
         what = f"(c) chain of {sites} coins: value and gradient"
         agreements.append(Agreement(what, name, difference, allowed))
 
-    for sites in sizes.enum_sites:
+    for sites in lengths:
         theta = jnp.linspace(-1.0, 1.0, sites)
         running = {}
         for name, build in in_turns.items():
@@ -229,12 +267,12 @@ def measure_chains(sizes: Sizes) -> tuple[list[ChainRow], list[Agreement]]:
             done = compilations[name]
             lower, total = statistics.median(done.lowers), statistics.median(done.totals)
             found[name].append(ChainRow(sites, name, lower, total))
-            if sites <= sizes.checked_sites:
+            if sites <= checked:
                 check(name, sites, done.executable, theta)
         for name, build in budgeted.items():
             row = _budgeted(found[name], name, build, sites, sizes.genjax_budget, key, theta)
             found[name].append(row)
-            if row.executable is not None and sites <= sizes.checked_sites:
+            if row.executable is not None and sites <= checked:
                 check(name, sites, row.executable, theta)
     rows = [row for name in found for row in found[name]]
     return rows, agreements

@@ -54,7 +54,9 @@ class Sizes:
         hidden: hidden units of the encoder and of the decoder.
         latent: dimensions of the Gaussian latent.
         classes: classes of the categorical latent.
-        enum_sites: chain lengths of part (c).
+        enum_sites: chain lengths of part (c), every coin enumerated.
+        mvd_sites: chain lengths of part (c), every coin with ``mvd`` (``3^n`` paths: 40 coins
+            would be more than an array can index).
         checked_sites: the longest chain whose value and gradient are computed and checked
             (every path of a chain of n coins is held in memory: 2^n values); longer ones are
             only compiled.
@@ -74,6 +76,7 @@ class Sizes:
     latent: int
     classes: int
     enum_sites: tuple[int, ...]
+    mvd_sites: tuple[int, ...]
     checked_sites: int
     genjax_budget: float
     value_keys: int
@@ -85,8 +88,25 @@ class Sizes:
     compile_seconds: float
 
 
-FULL = Sizes(64, 784, 256, 10, 10, (1, 5, 10, 20, 40), 20, 60.0, 200, 100, True, 1.0, 10, 5, 15.0)
-QUICK = Sizes(8, 16, 8, 2, 3, (1, 2), 2, 10.0, 20, 0, False, 0.02, 3, 1, 0.0)
+FULL = Sizes(
+    64,
+    784,
+    256,
+    10,
+    10,
+    (1, 5, 10, 20, 40),
+    (1, 5, 10, 20),
+    20,
+    60.0,
+    200,
+    100,
+    True,
+    1.0,
+    10,
+    5,
+    40.0,
+)
+QUICK = Sizes(8, 16, 8, 2, 3, (1, 2), (1, 2), 2, 10.0, 20, 0, False, 0.02, 3, 1, 0.0)
 
 
 def random_data(sizes: Sizes) -> jax.Array:

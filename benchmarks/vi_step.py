@@ -55,8 +55,16 @@ Three parts, in one run:
     ones only compiled (all 2^40 paths would not fit in memory). Growth between the two
     longest chains is judged against "every path", i.e. "linear" means no faster than
     hand-written JAX doing the same work: XLA's compile time is not proportional to a
-    program's length (on a 2-core CPU the forward recursion, O(n) code, grew x2.2-2.5 from
-    10 to 20 coins).
+    program's length (on a 2-core CPU the forward recursion, O(n) code, grew x2.2-4.1 from
+    20 to 40 coins between runs).
+
+    The same chain with ``mvd`` at every coin (``flip.mvd()``): ours against GenJAX's
+    ``flip_mvd`` (which traces the rest of the program at ``x``, ``x⁺`` and ``x⁻``: 3^n
+    traces) and hand-written JAX taking the derivative as ``mvd`` does ("every path": each
+    coin turns the paths into three, its draw, 1 and 0, folded back from the last coin).
+    Chains of 1, 5, 10 and 20 coins, only compiled (their values are Monte Carlo estimates,
+    whose unbiasedness the test suite checks; 3^40 paths would be more than an array can
+    index).
 
 Measured as ``benchmarks/gfi_overhead.py`` does, with ``benchmarks/_timing.py``: the median step
 time over rounds in which the implementations take turns in a shuffled order, and
@@ -75,7 +83,7 @@ time at most NumPyro's; our enumeration cost growing with the number of coins no
 hand-written "every path"'s) are reported, never enforced.
 
 Run: ``python benchmarks/vi_step.py``; ``--quick`` (a smoke test): tiny sizes, one compilation
-each, few keys, no diagnostic rows.
+each, few keys, no diagnostic rows; ``--parts c``: part (c) alone (any of ``abc``).
 """
 
 from __future__ import annotations
@@ -345,9 +353,10 @@ def print_table(rows: list[Row]) -> None:
     )
 
 
-def print_chain_table(rows: list[ChainRow]) -> None:
+def print_chain_table(rows: list[ChainRow], strategy: str) -> None:
     """Trace and compile time per chain length and implementation."""
-    print(f"\n{'(c) enumerated coins':<22} {'implementation':<34} {'lower':>8} {'compile':>9}")
+    title = f"(c) coins, {strategy}"
+    print(f"\n{title:<22} {'implementation':<34} {'lower':>8} {'compile':>9}")
     for row in rows:
         start = f"{row.sites:>4} coins{'':<13} {row.name:<34}"
         if row.total is None or row.lower is None:
@@ -357,12 +366,12 @@ def print_chain_table(rows: list[ChainRow]) -> None:
     print("compile: trace, lower and compile of jax.jit(value_and_grad); lower: its first part")
 
 
-def print_targets(rows: list[Row], chains: list[ChainRow]) -> None:
+def print_targets(rows: list[Row], chains: dict[str, list[ChainRow]]) -> None:
     """Whether ours meets the issue's targets."""
     print(
         f"\ntargets: ours <= {STEP_TARGET:.2f}x hand-written JAX step time and no slower than "
         f"NumPyro and GenJAX; ours <= {COMPILE_TARGET:.2f}x NumPyro compile time; our "
-        f"enumeration cost growing no faster than {HAND_EVERY_PATH}'s"
+        f"enumeration and mvd cost growing no faster than {HAND_EVERY_PATH}'s"
     )
     for title in dict.fromkeys(row.title for row in rows):
         ours, hand = find(rows, title, OURS), find(rows, title, HAND)
@@ -385,13 +394,19 @@ def print_targets(rows: list[Row], chains: list[ChainRow]) -> None:
             ratio = ours.compile / numpyro_row.compile
             parts.append(f"compile {ratio:.2f}x NumPyro's ({met(ratio <= COMPILE_TARGET)})")
         print(f"  {title}: " + "; ".join(parts))
+    for strategy, rows_of in chains.items():
+        print_chain_targets(rows_of, strategy)
+
+
+def print_chain_targets(chains: list[ChainRow], strategy: str) -> None:
+    """How each implementation's compile time grew with the chain (target (c))."""
     growth = {name: chain_growth(chains, name) for name in dict.fromkeys(r.name for r in chains)}
     for name, measured in growth.items():
         if measured is None:
-            print(f"  (c) {name}: fewer than two chain lengths measured")
+            print(f"  (c) {strategy}, {name}: fewer than two chain lengths measured")
             continue
         small, large, factor = measured
-        line = f"  (c) {name}: {small} -> {large} coins, compile time x{factor:.2f}"
+        line = f"  (c) {strategy}, {name}: {small} -> {large} coins, compile time x{factor:.2f}"
         reference = growth.get(HAND_EVERY_PATH)
         if name == OURS and reference is not None and reference[:2] == (small, large):
             verdict = met(factor <= reference[2])
@@ -401,8 +416,8 @@ def print_targets(rows: list[Row], chains: list[ChainRow]) -> None:
     if ours_growth is not None:
         proportional = ours_growth[1] / ours_growth[0]
         line = (
-            f"  (c) proportional growth would be x{proportional:.2f}; the target compares ours "
-            f"with {HAND_EVERY_PATH}, which enumerates as ours does"
+            f"  (c) {strategy}: proportional growth would be x{proportional:.2f}; the target "
+            f"compares ours with {HAND_EVERY_PATH}, which branches as ours does"
         )
         if hand_growth is not None and hand_growth[2] > proportional:
             line += f" ({HAND}'s forward recursion, O(n) code, grows x{hand_growth[2]:.2f} here)"
@@ -433,11 +448,12 @@ def print_agreement(agreements: list[Agreement]) -> bool:
     return passed
 
 
-def main(quick: bool) -> int:
-    """Measures every part and prints the report.
+def main(quick: bool, parts: str = "abc") -> int:
+    """Measures the parts and prints the report.
 
     Args:
         quick: tiny sizes and one repeat (a smoke test), instead of the issue's sizes.
+        parts: which of the parts ``a``, ``b`` (the VAE steps) and ``c`` (the chains) to run.
 
     Returns:
         The exit status: 0 if ours ran and the implementations agree, 1 otherwise (targets
@@ -453,20 +469,27 @@ def main(quick: bool) -> int:
     rows: list[Row] = []
     agreements: list[Agreement] = []
     for benchmark in benchmarks(sizes):
+        if benchmark.title[1] not in parts:
+            continue
         more_rows, more_agreements = measure(benchmark, sizes, x)
         rows += more_rows
         agreements += more_agreements
-    chains, chain_agreements = measure_chains(sizes)
-    agreements += chain_agreements
+    chains: dict[str, list[ChainRow]] = {}
+    if "c" in parts:
+        for strategy in ("enum", "mvd"):
+            chains[strategy], chain_agreements = measure_chains(sizes, strategy)
+            agreements += chain_agreements
     print()
     print_table(rows)
-    print_chain_table(chains)
+    for strategy, rows_of in chains.items():
+        print_chain_table(rows_of, strategy)
     print_targets(rows, chains)
     passed = print_agreement(agreements)
     failed = [f"{row.title}: {row.note}" for row in rows if row.name == OURS and row.step is None]
     failed += [
-        f"(c) {row.sites} coins: {row.note}"
-        for row in chains
+        f"(c) {row.sites} coins, {strategy}: {row.note}"
+        for strategy, rows_of in chains.items()
+        for row in rows_of
         if row.name == OURS and row.total is None
     ]
     for each in failed:
@@ -477,4 +500,6 @@ def main(quick: bool) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one repeat")
-    sys.exit(main(parser.parse_args().quick))
+    parser.add_argument("--parts", default="abc", help="which parts to run, e.g. c (default abc)")
+    arguments = parser.parse_args()
+    sys.exit(main(arguments.quick, arguments.parts))

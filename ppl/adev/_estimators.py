@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as nd
 
 from ppl._errors import AddressError
 from ppl.adev._mvd import couplings
@@ -212,6 +213,24 @@ class Estimator:
         """``(v, s)`` for the site and the rest of the program (continuation strategies)."""
         raise NotImplementedError
 
+    @property
+    def branching(self) -> bool:
+        """Whether the strategy is ``branches`` and ``fold``: the rest of the program run at
+        values fixed before it runs, its results there combined linearly (``enum``, ``mvd``),
+        so that every path through several such draws can run at once."""
+        return False
+
+    def branches(self, site: Site) -> tuple[jax.Array, jax.Array]:
+        """``(values [M, *shape], coefficients [M])``: where the rest of the program runs, and
+        the coefficients ``fold`` combines its results there with."""
+        raise NotImplementedError
+
+    @staticmethod
+    def fold(coefficients: jax.Array, vs: jax.Array, ss: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(v, s)`` from the rest of the program's ``(vs, ss)`` at each of ``branches``'
+        values (axis 0); ``coefficients``' axes are the leading axes of ``vs``."""
+        raise NotImplementedError
+
     def name(self) -> str:
         return type(self).__name__
 
@@ -302,6 +321,16 @@ class reinforce(Estimator):
         return v, s + jnp.sum(delta.reshape((-1,) + (1,) * v.ndim) * centred, axis=0)
 
 
+def weighted_sum(p: jax.Array, vs: jax.Array, ss: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``enum``'s ``(v, s)`` from the continuation's ``(vs, ss)`` at each value (axis 0) and
+    the values' probabilities ``p`` (whose gradient the surrogate carries; its axes are the
+    leading axes of ``vs``)."""
+    weights = p.reshape(p.shape + (1,) * (vs.ndim - p.ndim))
+    v = jnp.sum(sg(weights) * vs, axis=0)
+    s = jnp.sum(weights * sg(vs) + sg(weights) * ss, axis=0)
+    return v, s
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class enum(Estimator):
@@ -364,24 +393,52 @@ class enum(Estimator):
             values = per_element[np.arange(n), choice].reshape((size**n, *shape))
         return values.astype(jax.eval_shape(site.sample).dtype)
 
-    def with_continuation(self, site, k, context):
+    def probabilities(self, site: Site, values: jax.Array) -> jax.Array:
+        """The probability of each of ``values`` (``values(site)``): ``[M]``.
+
+        A single Bernoulli or categorical draw reads them from its parameters (``[1 - p, p]``,
+        ``softmax(logits)``, ...), which is exact at ``p = 0`` or ``1`` and a few operations
+        where ``exp(log_prob)`` of each value is a dozen; any other draw, ``exp`` of its log
+        density at each value."""
+        if site.plate_ndims == 0 and values.ndim == 1:
+            table = _support_probabilities(site.distribution.numpyro(site.args))
+            if table is not None:
+                return table
+        return jnp.exp(jax.vmap(lambda x: jnp.sum(site.log_prob(x)))(values))
+
+    @property
+    def branching(self) -> bool:
+        return self.vectorized
+
+    def branches(self, site):
         values = self.values(site)
-        log_p = jax.vmap(lambda x: jnp.sum(site.log_prob(x)))(values)
+        return values, self.probabilities(site, values)
+
+    fold = staticmethod(weighted_sum)
+
+    def with_continuation(self, site, k, context):
+        values, p = self.branches(site)
         if self.vectorized:
             vs, ss = jax.vmap(k)(values)
         else:
             vs, ss = jax.lax.map(k, values)
-        return weighted_sum(jnp.exp(log_p), vs, ss)
+        return weighted_sum(p, vs, ss)
 
 
-def weighted_sum(p: jax.Array, vs: jax.Array, ss: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``enum``'s ``(v, s)`` from the continuation's ``(vs, ss)`` at each value (axis 0) and
-    the values' probabilities ``p`` (whose gradient the surrogate carries; its axes are the
-    leading axes of ``vs``)."""
-    weights = p.reshape(p.shape + (1,) * (vs.ndim - p.ndim))
-    v = jnp.sum(sg(weights) * vs, axis=0)
-    s = jnp.sum(weights * sg(vs) + sg(weights) * ss, axis=0)
-    return v, s
+def _support_probabilities(dist: Any) -> jax.Array | None:
+    """The probabilities of a scalar Bernoulli's or categorical's support, in the order of its
+    ``enumerate_support``, or ``None`` for any other distribution."""
+    if dist.batch_shape != ():
+        return None
+    if isinstance(dist, nd.discrete.BernoulliProbs):
+        return jnp.stack([1 - dist.probs, dist.probs])
+    if isinstance(dist, nd.discrete.BernoulliLogits):
+        return jax.nn.sigmoid(jnp.stack([-dist.logits, dist.logits]))
+    if isinstance(dist, nd.discrete.CategoricalProbs):
+        return dist.probs
+    if isinstance(dist, nd.discrete.CategoricalLogits):
+        return jax.nn.softmax(dist.logits)
+    return None
 
 
 @jax.tree_util.register_dataclass
@@ -411,23 +468,41 @@ class mvd(Estimator):
     def check(self, site, dist):
         couplings(dist, None, None, site.address, check_only=True)
 
-    def with_continuation(self, site, k, context):
+    @property
+    def branching(self) -> bool:
+        return True
+
+    def branches(self, site):
+        """The draw ``x``, then for each coupling and element ``e``: ``x`` with element ``e``
+        at ``x⁺`` (and at ``x⁻``, unless that is ``x`` itself); each row's coefficient is
+        ``±δθ_e c_e`` (``δθ = θ − sg(θ)``: value 0, gradient that of ``θ``)."""
         x = sg(site.sample())
-        v, s = k(x)
         keys = _fold(site.key, 2)
         terms = site.map(lambda d, x, key: couplings(d, x, key, site.address), x, keys)
-        total = s
+        masks = _one_hot_masks(x.shape, x.ndim)  # [E, *shape]: one per element
+        rows, coefficients = [x[None]], [jnp.zeros(1)]
         for theta, c, positive, negative in terms:
-            # every argument below has the site's full shape [*plate, *batch]
-            masks = _one_hot_masks(x.shape, x.ndim)
-            v_pos = jax.vmap(lambda m, p=positive: sg(k(jnp.where(m, p, x))[0]))(masks)
-            if negative is None:
-                v_neg = jnp.broadcast_to(sg(v), v_pos.shape)
+            # every argument has the site's full shape [*plate, *batch]
+            weight = (_delta(theta) * sg(c)).reshape(-1)  # [E]
+            rows.append(jnp.where(masks, positive, x))
+            coefficients.append(weight)
+            if negative is None:  # x⁻ = x: row 0
+                coefficients[0] = coefficients[0] - jnp.sum(weight)
             else:
-                v_neg = jax.vmap(lambda m, q=negative: sg(k(jnp.where(m, q, x))[0]))(masks)
-            signal = sg(c).reshape((-1,) + (1,) * v.ndim) * (v_pos - v_neg)
-            total = total + jnp.sum(_delta(theta).reshape((-1,) + (1,) * v.ndim) * signal, 0)
-        return v, total
+                rows.append(jnp.where(masks, negative, x))
+                coefficients.append(-weight)
+        return sg(jnp.concatenate(rows)), jnp.concatenate(coefficients)
+
+    @staticmethod
+    def fold(coefficients, vs, ss):
+        """``v`` and ``s`` at the draw (row 0), plus ``Σ_m coefficient_m sg(v_m)``."""
+        weights = coefficients.reshape(coefficients.shape + (1,) * (vs.ndim - coefficients.ndim))
+        return vs[0], ss[0] + jnp.sum(weights * sg(vs), axis=0)
+
+    def with_continuation(self, site, k, context):
+        values, coefficients = self.branches(site)
+        vs, ss = jax.vmap(k)(values)  # the rest of the program traced once, for every row
+        return self.fold(coefficients, vs, ss)
 
 
 def _delta(x: jax.Array) -> jax.Array:

@@ -18,16 +18,15 @@ over every path of the enumeration at a time:
 - at the end the value and surrogate are summed back draw by draw, from the last, exactly as
   nested ``enum`` would (``weighted_sum``).
 
-Each equation is batched once, and tracing grows linearly in the number of draws. Sums over
-paths (a draw's values at the end; the derivative of a tiling or of a value broadcast to every
-path) are taken with one axis per draw: summed over one axis of ``[M, P]``, XLA:CPU hands them
-to its YNNPACK fusions, which compile several times slower and fail past ~2^36 paths.
+Each equation is batched once, and tracing grows linearly in the number of draws. Paths stay
+one axis, split in two (``[M, P]``) only where a draw's values are summed or a value is tiled
+for newer draws: XLA:CPU's code for arrays of one axis per draw grows with their rank, and so
+the compile time with the square of the number of draws.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any
 
@@ -35,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend.core import ClosedJaxpr
 
-from ppl.adev._estimators import Accumulators, Baseline, Context, enum, weighted_sum
+from ppl.adev._estimators import Accumulators, Baseline, Context
 from ppl.adev._interpreter import (
     _CALLS,
     Machine,
@@ -55,10 +54,8 @@ class Paths:
     depends on, the newest first): every leaf of ``value`` has a leading axis of
     ``prod(dims)`` rows, row-major in ``dims``.
 
-    One axis rather than one per draw: XLA:CPU's code for a fusion of rank-``n`` arrays grows
-    with ``n`` (a fusion lifting a value through ``n`` draws would cost ``n²``). Reshaped to
-    one axis per draw only to sum over paths (see the module's text). Deliberately not a
-    pytree: it never reaches JAX, which would take it for one value.
+    One axis rather than one per draw (see the module's text). Deliberately not a pytree: it
+    never reaches JAX, which would take it for one value.
     """
 
     value: Any
@@ -76,41 +73,20 @@ def _lift(value: Any, dims: tuple, to: tuple) -> Any:
     if dims == to:
         return value
 
-    new = to[: len(to) - len(dims)]
-    return jax.tree.map(lambda x: _tile(x, new, dims), value)
+    copies = math.prod(to) // math.prod(dims)
 
+    def tile(x):  # repeated as a block for every value of the newer draws
+        return jnp.broadcast_to(x, (copies, *x.shape)).reshape(copies * x.shape[0], *x.shape[1:])
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _tile(x: jax.Array, new: tuple, dims: tuple) -> jax.Array:
-    """``x`` (rows on some paths) repeated as a block for every value of the draws ``new``."""
-    copies = math.prod(new)
-    return jnp.broadcast_to(x, (copies, *x.shape)).reshape(copies * x.shape[0], *x.shape[1:])
-
-
-def _tile_forward(x, new, dims):
-    return _tile(x, new, dims), None
-
-
-def _tile_backward(new, dims, _, cotangent):
-    # Summed with one axis per draw (see ``_on``), reshaped back to rows.
-    rest = cotangent.shape[1:]
-    split = cotangent.reshape(*new, *dims, *rest)
-    total = jnp.sum(split, axis=tuple(range(len(new))))
-    return (total.reshape(math.prod(dims), *rest),)
-
-
-_tile.defvjp(_tile_forward, _tile_backward)
+    return jax.tree.map(tile, value)
 
 
 def _on(value: Any, dims: tuple) -> Any:
     """A ``Paths`` or plain value's leaves on the paths ``dims``."""
     if isinstance(value, Paths):
         return _lift(value.value, value.dims, dims)
-    # Through one axis per draw: its derivative is a sum over the paths (see the module's text).
     count = math.prod(dims)
-    return jax.tree.map(
-        lambda x: jnp.broadcast_to(x, dims + jnp.shape(x)).reshape(count, *jnp.shape(x)), value
-    )
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (count, *jnp.shape(x))), value)
 
 
 def _wrap(value: Any, dims: tuple) -> Any:
@@ -149,16 +125,14 @@ class _Collector(Context):
 
 @dataclasses.dataclass(frozen=True)
 class _Level:
-    """One enumerated draw: the probabilities ``[M, *paths]`` of its ``M`` values on each of
-    the paths before it, and the terms gathered before it."""
+    """One branching draw: the coefficients ``[M, P]`` of its ``M`` values on each of the
+    paths ``paths`` before it, how they combine the results at the values (its estimator's
+    ``fold``), and the terms gathered before it."""
 
-    p: jax.Array
+    coefficients: jax.Array
+    fold: Any
+    paths: tuple[int, ...]
     acc: Any  # Accumulators, or Paths of them
-
-    @property
-    def paths(self) -> tuple[int, ...]:
-        """The paths before the draw."""
-        return self.p.shape[1:]
 
 
 class PathsMachine(Machine):
@@ -201,30 +175,34 @@ class PathsMachine(Machine):
             frame.receive([_wrap(x, dims)])
             return None
 
-        def support(*operands):
+        estimators = []
+
+        def branches(*operands):
             site, guide = unpack(list(operands), eqn.params)
             estimator = self.run_info.estimator_for(site, guide)
-            assert isinstance(estimator, enum), estimator  # as checked by ``interpret``
-            return estimator.values(site)
+            assert estimator.branching, estimator  # as checked by ``interpret``
+            estimators.append(estimator)
+            return estimator.branches(site)
 
-        def log_prob(x, *operands):
-            return jnp.sum(unpack(list(operands), eqn.params)[0].log_prob(x))
-
-        # [M, P', ...]: on the paths its arguments depend on (the values of a finite support
-        # depend on the arguments' shapes only: made in this layout, not transposed to it, XLA
-        # sees them as constants)
-        values, dims = per_path(support, *invals, out_axis=1)
+        # [M, P', ...]: on the paths its arguments depend on (made in this layout, not
+        # transposed to it: the values of a finite support, which depend on the arguments'
+        # shapes only, XLA then sees as constants)
+        (values, coefficients), dims = per_path(branches, *invals, out_axis=1)
         before = self.dims
         size = values.shape[0]
         self.dims = (size, *before)
         rest = values.shape[1 + bool(dims) :]
-        # The value on the paths before: the same whatever the draws its arguments do not
-        # depend on (``dims`` is a suffix of ``before``).
-        unseen = (1,) * (len(before) - len(dims))
-        spread = jnp.broadcast_to(values.reshape((size, *unseen, *dims, *rest)), self.dims + rest)
-        x = Paths(spread.reshape(math.prod(self.dims), *rest), self.dims)
-        log_p, _ = per_path(log_prob, x, *invals)
-        self.levels.append(_Level(jnp.exp(log_p).reshape(self.dims), self.acc))
+        # On the paths before: the same whatever the ``unseen`` draws its arguments do not
+        # depend on (``dims`` is a suffix of ``before``), so tiled for each of their values.
+        seen = math.prod(dims)
+        unseen = math.prod(before) // seen
+
+        def spread(a, rest):
+            tiled = jnp.broadcast_to(a.reshape(size, 1, seen, *rest), (size, unseen, seen, *rest))
+            return tiled.reshape(size, unseen * seen, *rest)
+
+        x = Paths(spread(values, rest).reshape(math.prod(self.dims), *rest), self.dims)
+        self.levels.append(_Level(spread(coefficients, ()), estimators[0].fold, before, self.acc))
         self.acc = Accumulators.zeros()
         frame.receive([x])
         return None
@@ -246,15 +224,14 @@ class PathsMachine(Machine):
         (value,) = outs
         (v, s), dims = per_path(lambda acc, v: (v, acc.finish(v, v)), self.acc, value)
         for level in reversed(self.levels):
-            # Summed over the draw's values, with one axis per draw (see the module's text): the
-            # paths before it remain.
-            on = level.p.shape
+            # Summed over the draw's values: the paths before it remain.
+            size, count = level.coefficients.shape
+            on = (size, *level.paths)
             v, s = (_on(_wrap(x, dims), on) for x in (v, s))
-            v, s = (x.reshape(on + x.shape[1:]) for x in (v, s))
-            v, s = weighted_sum(level.p, v, s)
-            if level.paths:
-                count = math.prod(level.paths)
-                v, s = (x.reshape(count, *x.shape[len(level.paths) :]) for x in (v, s))
+            v, s = (x.reshape(size, count, *x.shape[1:]) for x in (v, s))
+            v, s = level.fold(level.coefficients, v, s)
+            if not level.paths:
+                v, s = v[0], s[0]
             (v, s), dims = per_path(
                 lambda acc, v, s: (v, acc.finish(v, s)),
                 level.acc,
@@ -328,6 +305,6 @@ def interpret(run: Run, closed: ClosedJaxpr, args: list) -> tuple[jax.Array, jax
         for params in _samples_in(closed.jaxpr)
         if (estimator := run.static_estimator(params)) is not None and estimator.needs_continuation
     ]
-    if needing and all(isinstance(e, enum) and e.vectorized for e in needing):
+    if needing and all(e.branching for e in needing):
         return PathsMachine(run, [_frame(closed, args)]).execute()
     return interpret_nested(run, closed, args)

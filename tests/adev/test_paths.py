@@ -1,8 +1,8 @@
-"""Enumeration over a flat axis of paths (``PathsMachine``) computes what nested ``enum`` does.
+"""The flat axis of paths (``PathsMachine``) computes what nested ``enum`` and ``mvd`` do.
 
 Hypothesis draws small programs of statements, each reading a random subset of the earlier
 values: enumerated flips and 3-way categoricals, a plate of flips (enumerated jointly),
-REINFORCE flips and reparameterized Gaussians (local draws, on the paths their arguments
+flips, 3-way categoricals and Gaussians (location and scale) with ``mvd``, REINFORCE flips and reparameterized Gaussians (local draws, on the paths their arguments
 depend on), a ``Scan`` of enumerated flips (unrolled), a ``lax.cond`` with a local draw, and
 plain computations. Both interpreters see the same keys, so the value and the gradient must
 agree to rounding, including for statements whose arguments depend on no enumerated value
@@ -23,7 +23,19 @@ from ppl.adev import _paths as paths
 from ppl.adev import enum, expectation, mvd, reinforce
 from ppl.adev._interpreter import interpret_nested
 
-KINDS = ("flip", "categorical", "plate", "reinforce", "normal", "scan", "cond", "plain")
+KINDS = (
+    "flip",
+    "categorical",
+    "plate",
+    "mvd flip",
+    "mvd categorical",
+    "mvd normal",
+    "reinforce",
+    "normal",
+    "scan",
+    "cond",
+    "plain",
+)
 
 
 @gen
@@ -49,6 +61,13 @@ def build(statements: tuple[tuple[str, tuple[int, ...]], ...]):
             elif kind == "plate":
                 xs = flip.enum()(jax.nn.sigmoid(h + jnp.array([0.0, 0.5]))) @ f"v{i}"
                 x = jnp.sum(xs.astype(jnp.float32) * jnp.array([1.0, 2.0]))
+            elif kind == "mvd flip":
+                x = flip.mvd()(jax.nn.sigmoid(h)) @ f"v{i}"
+            elif kind == "mvd categorical":
+                logits = h * jnp.array([0.0, 0.7, -0.4])
+                x = categorical.mvd()(logits=logits) @ f"v{i}"
+            elif kind == "mvd normal":
+                x = normal.mvd()(h, 1.0 + 0.5 * jax.nn.sigmoid(h)) @ f"v{i}"
             elif kind == "reinforce":
                 x = flip.reinforce(baseline=0.5)(jax.nn.sigmoid(h)) @ f"v{i}"
             elif kind == "normal":
@@ -97,9 +116,9 @@ def test_the_paths_interpreter_matches_nested_enumeration(statements, seed):
     np.testing.assert_allclose(flat_grad, grad, rtol=1e-4, atol=1e-5)
 
 
-def test_only_vectorised_enumeration_takes_the_flat_axis():
-    """``mvd``, sequential ``enum`` and programs without continuation strategies keep the
-    nested interpreter."""
+def test_only_branching_strategies_take_the_flat_axis():
+    """Vectorised ``enum`` and ``mvd`` take the flat axis; sequential ``enum`` and programs
+    without continuation strategies keep the nested interpreter."""
     objective = build((("flip", ()), ("flip", (0,))))
     theta, key = jnp.array([0.2, -0.3]), jax.random.key(0)
     made = []
@@ -111,11 +130,12 @@ def test_only_vectorised_enumeration_takes_the_flat_axis():
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(paths, "PathsMachine", Spy)
-        objective.estimate(key, theta)
-        assert made
+        for overrides in ({}, {"v1": mvd()}, {"v0": mvd(), "v1": mvd()}):
+            made.clear()
+            objective.with_estimators(overrides).estimate(key, theta)
+            assert made, overrides
         for overrides in (
             {"v1": enum(vectorized=False)},
-            {"v1": mvd()},
             {"v0": reinforce(), "v1": reinforce()},
         ):
             made.clear()
