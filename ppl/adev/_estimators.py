@@ -414,7 +414,10 @@ class enum(Estimator):
         values = self.values(site)
         return values, self.probabilities(site, values)
 
-    fold = staticmethod(weighted_sum)
+    @staticmethod
+    def fold(coefficients, vs, ss):
+        """``weighted_sum``: the coefficients are the values' probabilities."""
+        return weighted_sum(coefficients, vs, ss)
 
     def with_continuation(self, site, k, context):
         values, p = self.branches(site)

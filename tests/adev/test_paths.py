@@ -1,12 +1,13 @@
 """The flat axis of paths (``PathsMachine``) computes what nested ``enum`` and ``mvd`` do.
 
 Hypothesis draws small programs of statements, each reading a random subset of the earlier
-values: enumerated flips and 3-way categoricals, a plate of flips (enumerated jointly),
-flips, 3-way categoricals and Gaussians (location and scale) with ``mvd``, REINFORCE flips and reparameterized Gaussians (local draws, on the paths their arguments
-depend on), a ``Scan`` of enumerated flips (unrolled), a ``lax.cond`` with a local draw, and
-plain computations. Both interpreters see the same keys, so the value and the gradient must
-agree to rounding, including for statements whose arguments depend on no enumerated value
-and results that ignore some of them.
+values: enumerated flips and 3-way categoricals, a plate of flips (enumerated jointly), flips,
+3-way categoricals and Gaussians (location and scale) with ``mvd``, REINFORCE flips and
+reparameterized Gaussians (local draws, on the paths their arguments depend on), a ``Scan`` of
+enumerated flips (unrolled), a ``lax.cond`` with a local draw, and plain computations. Both
+interpreters see the same keys, so the value and the gradient must agree to rounding,
+including for statements whose arguments depend on no enumerated value and results that
+ignore some of them.
 """
 
 from __future__ import annotations
