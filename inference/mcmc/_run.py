@@ -394,6 +394,22 @@ def _programs(
             return jax.vmap(space.constrain)(snapshots), None
         return jax.vmap(lambda position: kept_of(adaptation.to_trace(state, position)))(snapshots)
 
+    # NUTS's state (window adaptation's) holds the trace a chain started from, whose choices
+    # differ between chains only in the latent ones, which the chain's position overrides:
+    # the first chain's trace serves every chain, unbatched, so that the observed values are
+    # not carried per chain through the trajectory loop (a quarter of a gradient's time on
+    # eight schools). A given kernel's state is the trace itself, batched.
+    def share_trace(batched):
+        """``(state, in_axes)``: ``batched`` with one trace for every chain."""
+        if kernel is not None:
+            return batched, 0
+        first = jax.tree.map(lambda x: x[0], batched.trace)
+        return batched._replace(trace=first), batched._replace(trace=None, chain=0, adaptation=0)
+
+    def unshare_trace(state, batched):
+        """``state`` (from ``share_trace``) with the chains' own traces back."""
+        return state if kernel is not None else state._replace(trace=batched.trace)
+
     # The warm-up state is the trace for a given kernel (run unadapted), else window
     # adaptation's state. A warm-up step with ``active`` false leaves the state as it is.
     def warmup_init(trace):
@@ -417,14 +433,17 @@ def _programs(
     # (together ~10% of a warm-up step). Every input still has a leading chain axis, for the
     # mesh; the schedule's copies are the same, so the first is taken.
     def warmup_chunk(state, keys, stages, active):
+        shared_state, axes = share_trace(state)
+
         def body(state, inputs):
             keys_now, stage, on = inputs
-            return jax.vmap(warmup_step, in_axes=(0, 0, None, None))(
+            return jax.vmap(warmup_step, in_axes=(axes, 0, None, None), out_axes=axes)(
                 state, keys_now, stage, on
             ), None
 
         shared = (stages[0], None if active is None else active[0])
-        return jax.lax.scan(body, state, (jnp.swapaxes(keys, 0, 1), *shared))[0]
+        done = jax.lax.scan(body, shared_state, (jnp.swapaxes(keys, 0, 1), *shared))[0]
+        return unshare_trace(done, state)
 
     def warmup_final(state):
         return _strongly_typed((state, None) if kernel is not None else adaptation.final(state))
@@ -455,7 +474,13 @@ def _programs(
         return state, (*kept(snapshots, state), unpack_stats(stats, layout["stats"]))
 
     def chunks(chains, keys, parameters, length):
-        per_chain = jax.vmap(lambda s, k, p: chunk(s, k, p, length))
+        def per_chain(chains, keys, parameters):
+            shared, axes = share_trace(chains)
+            state, out = jax.vmap(
+                lambda s, k, p: chunk(s, k, p, length), in_axes=(axes, 0, 0), out_axes=(axes, 0)
+            )(shared, keys, parameters)
+            return unshare_trace(state, chains), out
+
         return placement.map(per_chain)(chains, keys, parameters)
 
     def per_chain(function):
