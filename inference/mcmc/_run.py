@@ -350,6 +350,10 @@ class _Programs(NamedTuple):
     chunk: Callable
 
 
+# The most elements per chain of a trace's leaf that NUTS's chains share (see ``share_trace``).
+_SHARED_SIZE = 64
+
+
 @functools.lru_cache(maxsize=32)
 def _programs(
     model: GenerativeFunction,
@@ -396,15 +400,25 @@ def _programs(
 
     # NUTS's state (window adaptation's) holds the trace a chain started from, whose choices
     # differ between chains only in the latent ones, which the chain's position overrides:
-    # the first chain's trace serves every chain, unbatched, so that the observed values are
-    # not carried per chain through the trajectory loop (a quarter of a gradient's time on
-    # eight schools). A given kernel's state is the trace itself, batched.
+    # the first chain's serves every chain. Its small leaves are shared unbatched, so that the
+    # trajectory loop does not carry a copy per chain (a quarter of a gradient's time on
+    # eight schools, whose 8 observations are carried through every loop of the tree
+    # building); its large ones stay one per chain, as XLA:CPU computes an elementwise
+    # expression faster on them than on one broadcast in it (a fifth of a gradient's time on
+    # the 400 observations of benchmarks/nuts.py's logistic regression). A given kernel's
+    # state is the trace itself, batched.
     def share_trace(batched):
-        """``(state, in_axes)``: ``batched`` with one trace for every chain."""
+        """``(state, in_axes)``: ``batched`` with the small leaves of one trace for every
+        chain."""
         if kernel is not None:
             return batched, 0
-        first = jax.tree.map(lambda x: x[0], batched.trace)
-        return batched._replace(trace=first), batched._replace(trace=None, chain=0, adaptation=0)
+
+        def small(x):
+            return x[0].size <= _SHARED_SIZE
+
+        trace = jax.tree.map(lambda x: x[0] if small(x) else x, batched.trace)
+        axes = jax.tree.map(lambda x: None if small(x) else 0, batched.trace)
+        return batched._replace(trace=trace), batched._replace(trace=axes, chain=0, adaptation=0)
 
     def unshare_trace(state, batched):
         """``state`` (from ``share_trace``) with the chains' own traces back."""

@@ -1,22 +1,23 @@
-"""Enumeration along one flat axis of paths: ``enum`` without a ``vmap`` per enumerated draw.
+"""Branching draws along one flat axis of paths: ``enum`` and ``mvd`` without a ``vmap`` per draw.
 
-``enum`` sums the rest of the program over the values of a draw. Done as
-``jax.vmap(continuation)(values)``, a program with ``n`` enumerated draws nests ``n`` ``vmap``
-levels, and every equation after the ``i``-th draw is batched through ``i`` of them: tracing
-grows as ``n²``. When every draw that needs the rest of the program is a vectorised ``enum``
-(the other continuation strategies, ``mvd``, sequential ``enum`` and leave-one-out
-baselines, still take the nested path), ``PathsMachine`` runs the program *once*, forward,
-over every path of the enumeration at a time:
+``enum`` sums the rest of the program over the values of a draw; ``mvd`` runs it at the draw
+and at the draw's coupled ``x⁺``/``x⁻`` (``Estimator.branches``), and combines the results
+linearly (``Estimator.fold``). Done as ``jax.vmap(continuation)(values)``, a program with
+``n`` such draws nests ``n`` ``vmap`` levels, and every equation after the ``i``-th draw is
+batched through ``i`` of them: tracing grows as ``n²``. When every draw that needs the rest
+of the program branches so (vectorised ``enum``, ``mvd``; sequential ``enum`` and
+leave-one-out baselines still take the nested path), ``PathsMachine`` runs the program
+*once*, forward, over every path at a time:
 
-- a value that depends on enumerated draws is ``Paths``: one row per path it depends on;
+- a value that depends on branching draws is ``Paths``: one row per path it depends on;
 - an elementwise equation with such operands runs on the rows as they are, a call is
   evaluated equation by equation, any other equation runs under one ``vmap`` over the rows;
-- an enumerated draw with ``M`` values turns ``P`` paths into ``M·P`` (path ``m·P + r`` is
-  path ``r`` with the draw's ``m``-th value: the newest draw varies slowest, so a value of
-  fewer paths is lifted by tiling its rows), and records the probabilities of its values and
-  the score-function terms gathered before it;
-- at the end the value and surrogate are summed back draw by draw, from the last, exactly as
-  nested ``enum`` would (``weighted_sum``).
+- a draw with ``M`` branches turns ``P`` paths into ``M·P`` (path ``m·P + r`` is path ``r``
+  with the draw's ``m``-th value: the newest draw varies slowest, so a value of fewer paths
+  is lifted by tiling its rows), and records the coefficients of its branches and the
+  score-function terms gathered before it;
+- at the end the value and surrogate are folded back draw by draw, from the last, exactly as
+  the nested interpreter would.
 
 Each equation is batched once, and tracing grows linearly in the number of draws. Paths stay
 one axis, split in two (``[M, P]``) only where a draw's values are summed or a value is tiled
@@ -299,7 +300,8 @@ def _stack(rows: list) -> Any:
 
 def interpret(run: Run, closed: ClosedJaxpr, args: list) -> tuple[jax.Array, jax.Array]:
     """``(v, s)`` of a traced integrand (one output) at ``args``: over a flat axis of paths
-    when the only draws that need the rest of the program are vectorised ``enum``s."""
+    when the only draws that need the rest of the program branch (vectorised ``enum``,
+    ``mvd``)."""
     needing = [
         estimator
         for params in _samples_in(closed.jaxpr)
