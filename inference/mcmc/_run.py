@@ -350,10 +350,6 @@ class _Programs(NamedTuple):
     chunk: Callable
 
 
-# The most elements per chain of a trace's leaf that NUTS's chains share (see ``share_trace``).
-_SHARED_SIZE = 64
-
-
 @functools.lru_cache(maxsize=32)
 def _programs(
     model: GenerativeFunction,
@@ -398,32 +394,6 @@ def _programs(
             return jax.vmap(space.constrain)(snapshots), None
         return jax.vmap(lambda position: kept_of(adaptation.to_trace(state, position)))(snapshots)
 
-    # NUTS's state (window adaptation's) holds the trace a chain started from, whose choices
-    # differ between chains only in the latent ones, which the chain's position overrides:
-    # the first chain's serves every chain. Its small leaves are shared unbatched, so that the
-    # trajectory loop does not carry a copy per chain (a quarter of a gradient's time on
-    # eight schools, whose 8 observations are carried through every loop of the tree
-    # building); its large ones stay one per chain, as XLA:CPU computes an elementwise
-    # expression faster on them than on one broadcast in it (a fifth of a gradient's time on
-    # the 400 observations of benchmarks/nuts.py's logistic regression). A given kernel's
-    # state is the trace itself, batched.
-    def share_trace(batched):
-        """``(state, in_axes)``: ``batched`` with the small leaves of one trace for every
-        chain."""
-        if kernel is not None:
-            return batched, 0
-
-        def small(x):
-            return x[0].size <= _SHARED_SIZE
-
-        trace = jax.tree.map(lambda x: x[0] if small(x) else x, batched.trace)
-        axes = jax.tree.map(lambda x: None if small(x) else 0, batched.trace)
-        return batched._replace(trace=trace), batched._replace(trace=axes, chain=0, adaptation=0)
-
-    def unshare_trace(state, batched):
-        """``state`` (from ``share_trace``) with the chains' own traces back."""
-        return state if kernel is not None else state._replace(trace=batched.trace)
-
     # The warm-up state is the trace for a given kernel (run unadapted), else window
     # adaptation's state. A warm-up step with ``active`` false leaves the state as it is.
     def warmup_init(trace):
@@ -447,17 +417,14 @@ def _programs(
     # (together ~10% of a warm-up step). Every input still has a leading chain axis, for the
     # mesh; the schedule's copies are the same, so the first is taken.
     def warmup_chunk(state, keys, stages, active):
-        shared_state, axes = share_trace(state)
-
         def body(state, inputs):
             keys_now, stage, on = inputs
-            return jax.vmap(warmup_step, in_axes=(axes, 0, None, None), out_axes=axes)(
+            return jax.vmap(warmup_step, in_axes=(0, 0, None, None))(
                 state, keys_now, stage, on
             ), None
 
         shared = (stages[0], None if active is None else active[0])
-        done = jax.lax.scan(body, shared_state, (jnp.swapaxes(keys, 0, 1), *shared))[0]
-        return unshare_trace(done, state)
+        return jax.lax.scan(body, state, (jnp.swapaxes(keys, 0, 1), *shared))[0]
 
     def warmup_final(state):
         return _strongly_typed((state, None) if kernel is not None else adaptation.final(state))
@@ -488,13 +455,7 @@ def _programs(
         return state, (*kept(snapshots, state), unpack_stats(stats, layout["stats"]))
 
     def chunks(chains, keys, parameters, length):
-        def per_chain(chains, keys, parameters):
-            shared, axes = share_trace(chains)
-            state, out = jax.vmap(
-                lambda s, k, p: chunk(s, k, p, length), in_axes=(axes, 0, 0), out_axes=(axes, 0)
-            )(shared, keys, parameters)
-            return unshare_trace(state, chains), out
-
+        per_chain = jax.vmap(lambda s, k, p: chunk(s, k, p, length))
         return placement.map(per_chain)(chains, keys, parameters)
 
     def per_chain(function):
