@@ -27,7 +27,7 @@ def from_log_prob(s: Site, values: jax.Array) -> np.ndarray:
     return np.exp(np.asarray(jax.vmap(s.log_prob)(values)))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     p=unit,
     logit=finite,

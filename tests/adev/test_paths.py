@@ -103,7 +103,7 @@ def statements_():
     return st.integers(1, 5).flatmap(lambda n: st.tuples(*(statement(i) for i in range(n))))
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(statements_(), st.integers(0, 2**16))
 def test_the_paths_interpreter_matches_nested_enumeration(statements, seed):
     objective = build(statements)
