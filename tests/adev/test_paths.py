@@ -142,3 +142,34 @@ def test_only_branching_strategies_take_the_flat_axis():
             made.clear()
             objective.with_estimators(overrides).estimate(key, theta)
             assert not made, overrides
+
+
+def _chain(n: int, strategy: str):
+    @gen
+    def coins(theta):
+        previous, total = jnp.zeros(()), jnp.zeros(())
+        for i in range(n):
+            p = jax.nn.sigmoid(theta[i] + 2.0 * previous - 1.0)
+            previous = getattr(flip, strategy)()(p) @ ("c", i)
+            previous = previous.astype(jnp.float32)
+            total = total + previous
+        return total
+
+    @expectation
+    def heads(key, theta):
+        return coins.simulate(key, (theta,)).retval
+
+    return lambda key, theta: heads.value_and_grad(key, theta)
+
+
+@pytest.mark.parametrize("strategy", ["enum", "mvd"])
+def test_the_traced_program_grows_linearly_with_branching_draws(strategy):
+    """A chain of ``n`` enumerated or ``mvd`` coins traces to a program of ``O(n)`` equations
+    (running the rest of the program once per branch would make it ``2^n`` or ``3^n``)."""
+
+    def size(n):
+        jaxpr = jax.make_jaxpr(_chain(n, strategy))(jax.random.key(0), jnp.zeros(n))
+        return len(jaxpr.eqns)
+
+    small, large = size(4), size(8)
+    assert large < 2.5 * small, (small, large)
