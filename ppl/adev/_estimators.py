@@ -321,11 +321,16 @@ class reinforce(Estimator):
         return v, s + jnp.sum(delta.reshape((-1,) + (1,) * v.ndim) * centred, axis=0)
 
 
+def _leading(coefficients: jax.Array, vs: jax.Array) -> jax.Array:
+    """``coefficients`` (the leading axes of ``vs``) with ``vs``' other axes, of size 1."""
+    return coefficients.reshape(coefficients.shape + (1,) * (vs.ndim - coefficients.ndim))
+
+
 def weighted_sum(p: jax.Array, vs: jax.Array, ss: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``enum``'s ``(v, s)`` from the continuation's ``(vs, ss)`` at each value (axis 0) and
     the values' probabilities ``p`` (whose gradient the surrogate carries; its axes are the
     leading axes of ``vs``)."""
-    weights = p.reshape(p.shape + (1,) * (vs.ndim - p.ndim))
+    weights = _leading(p, vs)
     v = jnp.sum(sg(weights) * vs, axis=0)
     s = jnp.sum(weights * sg(vs) + sg(weights) * ss, axis=0)
     return v, s
@@ -499,8 +504,7 @@ class mvd(Estimator):
     @staticmethod
     def fold(coefficients, vs, ss):
         """``v`` and ``s`` at the draw (row 0), plus ``Σ_m coefficient_m sg(v_m)``."""
-        weights = coefficients.reshape(coefficients.shape + (1,) * (vs.ndim - coefficients.ndim))
-        return vs[0], ss[0] + jnp.sum(weights * sg(vs), axis=0)
+        return vs[0], ss[0] + jnp.sum(_leading(coefficients, vs) * sg(vs), axis=0)
 
     def with_continuation(self, site, k, context):
         values, coefficients = self.branches(site)

@@ -10,9 +10,9 @@ add score-function terms to ``Accumulators``, which are threaded through ``lax.s
 A ``lax.scan`` whose body needs a continuation is unrolled (its trip count is static); a
 ``while_loop`` or ``cond`` whose body needs one is an error that names the address.
 
-When every continuation strategy in a program is a vectorised ``enum``, ``_paths`` runs the
-program once over every path of the enumeration instead (its ``PathsMachine`` extends this
-one), so that tracing does not nest a ``vmap`` per enumerated draw.
+When every continuation strategy in a program branches (a vectorised ``enum``, an ``mvd``),
+``_paths`` runs the program once over every path of those draws instead (its
+``PathsMachine`` extends this one), so that tracing does not nest a ``vmap`` per draw.
 
 Results are ``(v, s)``: ``v`` the integrand's value (an unbiased estimate of the expectation)
 and ``s`` a surrogate whose gradient is an unbiased estimate of the expectation's gradient.

@@ -176,14 +176,11 @@ class PathsMachine(Machine):
             frame.receive([_wrap(x, dims)])
             return None
 
-        estimators = []
+        assert static.branching, static  # as checked by ``interpret``
 
         def branches(*operands):
             site, guide = unpack(list(operands), eqn.params)
-            estimator = self.run_info.estimator_for(site, guide)
-            assert estimator.branching, estimator  # as checked by ``interpret``
-            estimators.append(estimator)
-            return estimator.branches(site)
+            return self.run_info.estimator_for(site, guide).branches(site)
 
         # [M, P', ...]: on the paths its arguments depend on (made in this layout, not
         # transposed to it: the values of a finite support, which depend on the arguments'
@@ -203,7 +200,7 @@ class PathsMachine(Machine):
             return tiled.reshape(size, unseen * seen, *rest)
 
         x = Paths(spread(values, rest).reshape(math.prod(self.dims), *rest), self.dims)
-        self.levels.append(_Level(spread(coefficients, ()), estimators[0].fold, before, self.acc))
+        self.levels.append(_Level(spread(coefficients, ()), static.fold, before, self.acc))
         self.acc = Accumulators.zeros()
         frame.receive([x])
         return None
