@@ -411,7 +411,8 @@ def _repeat(node: ChoiceMap, i: int, kept: int) -> Any:
 
 
 def _index_length(node: ChoiceMap, kept: int = 0) -> int:
-    leaves = jax.tree.leaves(node)
-    if not leaves:
-        return 0
-    return int(jnp.shape(leaves[0])[kept])
+    # Supports of repeats keep static parameters as Python numbers, with no index axis.
+    for leaf in jax.tree.leaves(node):
+        if jnp.ndim(leaf) > kept:
+            return int(jnp.shape(leaf)[kept])
+    return 0

@@ -43,3 +43,22 @@ def split_scan_operands(params: dict, operands: list) -> tuple[list, list, list]
         list(operands[n_consts : n_consts + n_carry]),
         list(operands[n_consts + n_carry :]),
     )
+
+
+def input_dependence(fn: Any, *args: Any) -> list[list[bool]]:
+    """Which input leaves each output leaf of ``fn(*args)`` depends on, by data flow.
+
+    ``result[o][i]`` is true if output leaf ``o`` may depend on input leaf ``i`` (both
+    flattened). It reads JAX's dead-code elimination of ``fn``'s jaxpr
+    (``partial_eval.dce_jaxpr``), which follows loops, conditionals and nested calls; without
+    it every output is taken to depend on every input (the safe answer).
+    """
+    import jax
+
+    closed = jax.make_jaxpr(fn)(*args)
+    n_in, n_out = len(closed.jaxpr.invars), len(closed.jaxpr.outvars)
+    try:
+        from jax._src.interpreters.partial_eval import dce_jaxpr
+    except ImportError:  # pragma: no cover - depends on the installed JAX
+        return [[True] * n_in for _ in range(n_out)]
+    return [list(dce_jaxpr(closed.jaxpr, [o == k for k in range(n_out)])[1]) for o in range(n_out)]

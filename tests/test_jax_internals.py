@@ -34,3 +34,19 @@ def test_scan_operands_split_into_consts_carry_and_xs():
     (eqn,) = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
     consts, carry, xs = split_scan_operands(eqn.params, ["w", "c", "xs"])
     assert (consts, carry, xs) == (["w"], ["c"], ["xs"])
+
+
+def test_input_dependence_follows_data_through_loops_and_calls():
+    from ppl._jax_internals import input_dependence
+
+    def fn(a, b, c):
+        carried = jax.lax.scan(lambda s, x: (s * x, None), a, jnp.ones(3))[0]
+        return carried, jax.jit(lambda u: 2 * u)(b) + c, jnp.zeros(2), a + jnp.sum(c)
+
+    deps = input_dependence(fn, 1.0, 2.0, jnp.ones(2))
+    assert deps == [
+        [True, False, False],
+        [False, True, True],
+        [False, False, False],
+        [True, False, True],
+    ]
