@@ -396,7 +396,7 @@ class enum(Estimator):
         else:  # value k gives element j its choice[k, j]-th support point
             choice = np.stack(np.unravel_index(np.arange(size**n), (size,) * n), axis=-1)
             values = per_element[np.arange(n), choice].reshape((size**n, *shape))
-        return values.astype(jax.eval_shape(site.sample).dtype)
+        return values.astype(site.sample_struct().dtype)
 
     def probabilities(self, site: Site, values: jax.Array) -> jax.Array:
         """The probability of each of ``values`` (``values(site)``): ``[M]``.

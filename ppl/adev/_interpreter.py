@@ -76,19 +76,30 @@ class Run:
 
 
 def probe(site: Site) -> Any:
-    """The NumPyro distribution of one copy of the draw (abstract: for its type and flags)."""
-    held: list = []
-
-    def build(args):
-        held.append(site.distribution.numpyro(args))
-        return jnp.zeros(())
-
+    """The NumPyro distribution of one copy of the draw (abstract: for its type and flags),
+    built once per distribution and argument shapes and dtypes."""
     one = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[site.plate_ndims :], jnp.result_type(a)),
         site.args,
     )
-    jax.eval_shape(build, one)
-    return held[0]
+    leaves, tree = jax.tree.flatten(one)
+    key = (site.distribution, tree, tuple((x.shape, x.dtype) for x in leaves))
+    found = _PROBES.get(key)
+    if found is None:
+        held: list = []
+
+        def build(args):
+            held.append(site.distribution.numpyro(args))
+            return jnp.zeros(())
+
+        jax.eval_shape(build, one)
+        if len(_PROBES) >= 4096:
+            _PROBES.clear()
+        found = _PROBES[key] = held[0]
+    return found
+
+
+_PROBES: dict[tuple, Any] = {}
 
 
 def _read(env: dict, var: Any) -> Any:

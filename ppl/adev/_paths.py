@@ -107,6 +107,28 @@ def per_path(fn: Any, *values: Any, out_axis: int = 0) -> tuple[Any, tuple]:
     return jax.vmap(fn, in_axes=axes, out_axes=out_axis)(*lifted), dims
 
 
+def per_path_elementwise(fn: Any, *values: Any) -> Any:
+    """``per_path(fn, *values)`` wrapped, without a ``vmap`` where it is not needed: when every
+    leaf, on the common paths, has the same shape, ``fn`` (which must act elementwise, as
+    ``+`` of scalar accumulators does) runs on the rows as they are."""
+    dims = _dims(values)
+    if not dims:
+        return fn(*values)
+    lifted = [_on(v, dims) for v in values]
+    if len({jnp.shape(leaf) for leaf in jax.tree.leaves(lifted)}) == 1:
+        return Paths(fn(*lifted), dims)
+    out, dims = per_path(fn, *values)
+    return Paths(out, dims)
+
+
+def _finished(acc: Any, value: Any, surrogate: Any) -> tuple[Any, Any]:
+    """``(value, acc.finish(value, surrogate))`` on paths; ``acc`` ``None`` (no terms) adds
+    nothing."""
+    if acc is None:
+        return value, surrogate
+    return value, per_path_elementwise(lambda a, v, s: a.finish(v, s), acc, value, surrogate)
+
+
 class _Collector(Context):
     """The context of one path's local draw: its score-function terms are returned, not added
     to the machine's (they are per path)."""
@@ -133,7 +155,7 @@ class _Level:
     coefficients: jax.Array
     fold: Any
     paths: tuple[int, ...]
-    acc: Any  # Accumulators, or Paths of them
+    acc: Any  # Accumulators, Paths of them, or None (no terms)
 
 
 class PathsMachine(Machine):
@@ -143,10 +165,13 @@ class PathsMachine(Machine):
         super().__init__(run, frames, local=False)
         self.dims: tuple[int, ...] = ()
         self.levels: list[_Level] = []
+        self.acc: Any = None  # no terms gathered since the last branching draw
 
     def add(self, terms: Any) -> None:
-        acc, dims = per_path(lambda a, t: a + t, self.acc, terms)
-        self.acc = _wrap(acc, dims)
+        if self.acc is None:
+            self.acc = terms
+        else:
+            self.acc = per_path_elementwise(lambda a, t: a + t, self.acc, terms)
 
     def _apply(self, eqn: Any, invals: list) -> list:
         if not any(isinstance(v, Paths) for v in invals):
@@ -201,7 +226,7 @@ class PathsMachine(Machine):
 
         x = Paths(spread(values, rest).reshape(math.prod(self.dims), *rest), self.dims)
         self.levels.append(_Level(spread(coefficients, ()), static.fold, before, self.acc))
-        self.acc = Accumulators.zeros()
+        self.acc = None
         frame.receive([x])
         return None
 
@@ -220,23 +245,18 @@ class PathsMachine(Machine):
 
     def _finish(self, outs: list) -> tuple[jax.Array, jax.Array]:
         (value,) = outs
-        (v, s), dims = per_path(lambda acc, v: (v, acc.finish(v, v)), self.acc, value)
+        v, s = _finished(self.acc, value, value)
         for level in reversed(self.levels):
             # Summed over the draw's values: the paths before it remain.
             size, count = level.coefficients.shape
             on = (size, *level.paths)
-            v, s = (_on(_wrap(x, dims), on) for x in (v, s))
+            v, s = (_on(x, on) for x in (v, s))
             v, s = (x.reshape(size, count, *x.shape[1:]) for x in (v, s))
             v, s = level.fold(level.coefficients, v, s)
             if not level.paths:
                 v, s = v[0], s[0]
-            (v, s), dims = per_path(
-                lambda acc, v, s: (v, acc.finish(v, s)),
-                level.acc,
-                _wrap(v, level.paths),
-                _wrap(s, level.paths),
-            )
-        assert not dims
+            v, s = _finished(level.acc, _wrap(v, level.paths), _wrap(s, level.paths))
+        assert not isinstance(v, Paths) and not isinstance(s, Paths)
         return v, s
 
 

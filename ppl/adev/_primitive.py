@@ -78,6 +78,10 @@ class Site:
             one = jax.vmap(one)
         return one(self.args, *extra)
 
+    def sample_struct(self) -> jax.ShapeDtypeStruct:
+        """The shape and dtype of ``sample()``, without tracing it again (see ``_struct``)."""
+        return sample_struct(self.distribution, self.plate_ndims, self.key, self.args)
+
     def log_prob(self, value: jax.Array) -> jax.Array:
         """The log density of each plate copy (summed over the distribution's own axes)."""
         return self.map(lambda dist, x: jnp.sum(dist.log_prob(x)), value)
@@ -95,6 +99,42 @@ def _sample(distribution: Any, plate_ndims: int, key_data: jax.Array, args: tupl
     for _ in range(plate_ndims):
         one = jax.vmap(one)
     return one(key_data, args)
+
+
+def sample_struct(
+    distribution: Any, plate_ndims: int, key_data: Any, args: tuple
+) -> jax.ShapeDtypeStruct:
+    """The shape and dtype of a draw, traced once per distribution, plate depth and kind of
+    arguments (shapes and dtypes; Python numbers by value, as they may fix shapes). A chain of
+    ``n`` draws of one distribution is then not ``n`` traces of its sampler."""
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    key = (distribution, plate_ndims, tree, tuple(_kind(x) for x in [key_data, *leaves]))
+    found = _STRUCTS.get(key)
+    if found is None:
+        static = [isinstance(x, bool | int | float | complex) for x in leaves]
+
+        def draw(key_data, dynamic):
+            given = iter(dynamic)
+            merged = [x if fixed else next(given) for x, fixed in zip(leaves, static, strict=True)]
+            args = jax.tree_util.tree_unflatten(tree, merged)
+            return _sample(distribution, plate_ndims, key_data, args)
+
+        dynamic = [x for x, fixed in zip(leaves, static, strict=True) if not fixed]
+        out = jax.eval_shape(draw, key_data, dynamic)
+        if len(_STRUCTS) >= 4096:
+            _STRUCTS.clear()
+        found = _STRUCTS[key] = jax.ShapeDtypeStruct(out.shape, out.dtype)
+    return found
+
+
+_STRUCTS: dict[tuple, jax.ShapeDtypeStruct] = {}
+
+
+def _kind(leaf: Any) -> Any:
+    if isinstance(leaf, bool | int | float | complex):
+        return (type(leaf), leaf)
+    aval = getattr(leaf, "aval", leaf)  # a tracer's; arrays and ShapeDtypeStructs have these
+    return (tuple(aval.shape), aval.dtype, getattr(aval, "weak_type", False))
 
 
 def bind(distribution: Any, key: jax.Array, args: tuple, address: tuple, estimator: Any) -> Any:
@@ -131,7 +171,8 @@ def _impl(*operands, **params):
 
 def _abstract_eval(*avals, **params):
     shaped = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in avals]
-    out = jax.eval_shape(lambda *ops: _impl(*ops, **params), *shaped)
+    site, _ = unpack(shaped, params)
+    out = site.sample_struct()
     return jax.core.ShapedArray(out.shape, out.dtype)
 
 
