@@ -390,10 +390,10 @@ class enum(Estimator):
                 f"the limit max_size={self.max_size}; use reinforce() or mvd() there, or raise "
                 "max_size"
             )
-        per_element = support.reshape(n, size)
         if n == 1:
-            values = per_element.reshape((size, *shape))
+            values = support.reshape((size, *shape))
         else:  # value k gives element j its choice[k, j]-th support point
+            per_element = support.reshape(n, size)
             choice = np.stack(np.unravel_index(np.arange(size**n), (size,) * n), axis=-1)
             values = per_element[np.arange(n), choice].reshape((size**n, *shape))
         return values.astype(site.sample_struct().dtype)
@@ -485,19 +485,22 @@ class mvd(Estimator):
         at ``x⁺`` (and at ``x⁻``, unless that is ``x`` itself); each row's coefficient is
         ``±δθ_e c_e`` (``δθ = θ − sg(θ)``: value 0, gradient that of ``θ``)."""
         x = sg(site.sample())
-        keys = _fold(site.key, 2)
-        terms = site.map(lambda d, x, key: couplings(d, x, key, site.address), x, keys)
-        masks = _one_hot_masks(x.shape, x.ndim)  # [E, *shape]: one per element
+        terms = site.map(lambda d, x, key: couplings(d, x, key, site.address), x, site.key)
+        masks = _one_hot_masks(x.shape, x.ndim) if x.ndim else None  # [E, *shape]
+
+        def at_each_element(value):  # [E, *shape]: x with element e at value's
+            return jnp.where(masks, value, x) if x.ndim else value[None]
+
         rows, coefficients = [x[None]], [jnp.zeros(1)]
         for theta, c, positive, negative in terms:
             # every argument has the site's full shape [*plate, *batch]
             weight = (_delta(theta) * sg(c)).reshape(-1)  # [E]
-            rows.append(jnp.where(masks, positive, x))
+            rows.append(at_each_element(positive))
             coefficients.append(weight)
             if negative is None:  # x⁻ = x: row 0
                 coefficients[0] = coefficients[0] - jnp.sum(weight)
             else:
-                rows.append(jnp.where(masks, negative, x))
+                rows.append(at_each_element(negative))
                 coefficients.append(-weight)
         return sg(jnp.concatenate(rows)), jnp.concatenate(coefficients)
 

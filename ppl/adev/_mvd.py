@@ -53,9 +53,11 @@ def couplings(
     def full(a):
         return jnp.broadcast_to(a, shape)
 
-    key = jax.random.wrap_key_data(key_data)
+    def fresh() -> jax.Array:  # only normal and geometric couplings draw
+        return jax.random.fold_in(jax.random.wrap_key_data(key_data), 2)
+
     if isinstance(dist, nd.Normal):
-        k1, k2, k3, k4 = jax.random.split(key, 4)
+        k1, k2, k3, k4 = jax.random.split(fresh(), 4)
         mu, sigma = full(dist.loc), full(dist.scale)
         rayleigh = jnp.sqrt(2.0) * jnp.sqrt(-jnp.log(jax.random.uniform(k1, shape, minval=1e-12)))
         maxwell = jnp.sqrt(jax.random.chisquare(k2, 3.0, shape))
@@ -83,7 +85,7 @@ def couplings(
         return [(full(dist.rate), jnp.ones(shape), x + 1, None)]
     # geometric
     p = full(dist.probs)
-    k1, k2 = jax.random.split(key)
+    k1, k2 = jax.random.split(fresh())
     g1 = nd.GeometricProbs(p).sample(k1)
     g2 = nd.GeometricProbs(p).sample(k2)
     return [(p, 1.0 / p, x, (g1 + g2 + 1).astype(x.dtype))]

@@ -182,7 +182,12 @@ class PathsMachine(Machine):
                 jnp.shape(v.value)[1:] if isinstance(v, Paths) else jnp.shape(v) for v in invals
             }
             if len(shapes) == 1:
-                return [Paths(out, dims) for out in _bind(eqn, [_on(v, dims) for v in invals])]
+                # a plain scalar operand of a binary operation broadcasts as it is
+                keep = shapes == {()} and eqn.primitive in _SCALAR_OPERANDS
+                operands = [
+                    v if keep and not isinstance(v, Paths) else _on(v, dims) for v in invals
+                ]
+                return [Paths(out, dims) for out in _bind(eqn, operands)]
         outs, dims = per_path(lambda *xs: _bind(eqn, list(xs)), *invals)
         return [Paths(out, dims) for out in outs]
 
@@ -220,11 +225,14 @@ class PathsMachine(Machine):
         seen = math.prod(dims)
         unseen = math.prod(before) // seen
 
-        def spread(a, rest):
+        def spread(a, rest):  # [M, unseen * seen, *rest]
+            if unseen == 1:
+                return a.reshape(size, seen, *rest)  # no operation when it has that shape
             tiled = jnp.broadcast_to(a.reshape(size, 1, seen, *rest), (size, unseen, seen, *rest))
             return tiled.reshape(size, unseen * seen, *rest)
 
-        x = Paths(spread(values, rest).reshape(math.prod(self.dims), *rest), self.dims)
+        rows = spread(values, rest) if unseen > 1 else values
+        x = Paths(rows.reshape(math.prod(self.dims), *rest), self.dims)
         self.levels.append(_Level(spread(coefficients, ()), static.fold, before, self.acc))
         self.acc = None
         frame.receive([x])
@@ -298,6 +306,28 @@ _ELEMENTWISE = {
         "sub",
         "tanh",
         "xor",
+    ]
+}
+
+
+# Binary operations that take a rank-0 operand beside an array.
+_SCALAR_OPERANDS = {
+    getattr(jax.lax, f"{name}_p")
+    for name in [
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "max",
+        "min",
+        "pow",
+        "rem",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
     ]
 }
 
