@@ -109,7 +109,10 @@ class Unconstrained:
     def position(self, trace: Any) -> ChoiceMap:
         """The unconstrained values of the selected choices of ``trace``."""
         chosen = trace.choices.filter(self.selection)
-        transforms = self.transforms if self.passes == 1 else self._transforms_at(trace, chosen)
+        transforms = self.transforms
+        if self.passes > 1:  # the supports at this trace's own values
+            supports = self.model.supports(trace).filter(self.selection)
+            transforms = jax.tree.map(biject_to, supports, is_leaf=_is_constraint)
         return jax.tree.map(lambda t, x: t.inv(x), transforms, chosen, is_leaf=_is_transform)
 
     def constrain(self, position: ChoiceMap) -> ChoiceMap:
