@@ -92,7 +92,16 @@ def compile_functions(
 
 
 def run_times(calls: Mapping[str, Callable[[], Any]], sizes: Effort, rounds: int = 100) -> dict:
-    """Median seconds per call of each function, timed in rounds that alternate them.
+    """Median seconds per call of each function, timed in rounds that alternate them (the
+    medians of ``run_samples``)."""
+    samples = run_samples(calls, sizes, rounds)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def run_samples(
+    calls: Mapping[str, Callable[[], Any]], sizes: Effort, rounds: int = 100
+) -> dict[str, list[float]]:
+    """Seconds of every timed call of each function, timed in rounds that alternate them.
 
     Each round calls every function in turn, in a new random order, so neither drift in machine
     load nor a place in the order favours one.
@@ -104,7 +113,7 @@ def run_times(calls: Mapping[str, Callable[[], Any]], sizes: Effort, rounds: int
             calls any function gets.
 
     Returns:
-        The median time of one call, by name.
+        The seconds of each timed call, by name.
     """
     counts = {}
     for name, call in calls.items():
@@ -116,8 +125,21 @@ def run_times(calls: Mapping[str, Callable[[], Any]], sizes: Effort, rounds: int
         counts[name] = max(sizes.minimum_calls, int(sizes.seconds_per_function / estimate))
     rounds = min(rounds, *counts.values())
     per_round = {name: math.ceil(count / rounds) for name, count in counts.items()}
-    samples = interleaved_samples(calls, rounds, per_round)
-    return {name: statistics.median(times) for name, times in samples.items()}
+    return interleaved_samples(calls, rounds, per_round)
+
+
+def median_ratio_interval(
+    ours: list[float], theirs: list[float], draws: int = 2000
+) -> tuple[float, float]:
+    """A 95% bootstrap interval of ``median(ours) / median(theirs)``, each list resampled on
+    its own (seeded: the same interval for the same numbers)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    mine = np.median(rng.choice(ours, (draws, len(ours))), axis=1)
+    other = np.median(rng.choice(theirs, (draws, len(theirs))), axis=1)
+    low, high = np.percentile(mine / other, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def interleaved_samples(

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as nd
-from _timing import met
+from _timing import median_ratio_interval, met
 from numpyro.infer import HMC, MCMC, NUTS
 
 from inference import mcmc
@@ -332,17 +332,6 @@ def measure(
     return results
 
 
-def interval(ours: list[float], theirs: list[float], draws: int = 2000) -> tuple[float, float]:
-    """A 95% bootstrap interval of ``median(ours) / median(theirs)``, resampling each sampler's
-    repeats on its own: with the same start and keys two samplers still part within the first
-    draws (their log densities round differently), so their repeats are not paired."""
-    rng = np.random.default_rng(0)
-    mine = np.median(rng.choice(ours, (draws, len(ours))), axis=1)
-    other = np.median(rng.choice(theirs, (draws, len(theirs))), axis=1)
-    low, high = np.percentile(mine / other, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def vectorised_hmc(chains: int, steps: int, repeats: int) -> list[tuple[str, float]]:
     ours_model, _, peer, _, _ = gaussian()
     kernel = mcmc.hmc(ours_model, select("x"), 0.01, jnp.ones(100), 10)
@@ -423,7 +412,7 @@ def main(quick: bool, models: list[str], repeats: int | None) -> None:
                 f"{rate:9.0f} {rate / reference:11.2f}x {versus}"
             )
         ours, numpyro_rate = results["ours, draws only"][3], results["numpyro"][3]
-        low, high = interval(results["ours, draws only"][4], results["blackjax"][4])
+        low, high = median_ratio_interval(results["ours, draws only"][4], results["blackjax"][4])
         verdicts.append(
             f"  {label}: ours, draws only {ours / reference:.2f}x blackjax (95% interval "
             f"{low:.2f}-{high:.2f}; {met(ours >= TARGET * reference)}), "

@@ -70,7 +70,9 @@ Measured as ``benchmarks/gfi_overhead.py`` does, with ``benchmarks/_timing.py``:
 time over rounds in which the implementations take turns in a shuffled order, and
 ``jax.jit(step).lower(...).compile()`` after ``jax.clear_caches()`` (median of up to five, the
 implementations taking turns); the timed calls are of the executables compiled for the compile
-time.
+time. Each verdict on a ratio of medians gives its 95% bootstrap interval (each system's
+timings resampled on their own), which says whether the verdict is clear of the machine's
+noise.
 
 Agreement: at the same initial parameters, every implementation's ELBO estimate (the loss of
 its step, over many keys) agrees with the hand-written one within 5 standard errors (float32
@@ -101,7 +103,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import optax
-from _timing import compile_functions, met, run_times, show_seconds
+from _timing import compile_functions, median_ratio_interval, met, run_samples, show_seconds
 from _vi_chain import ChainRow, measure_chains
 from _vi_systems import (
     COMPILE_TARGET,
@@ -168,6 +170,8 @@ class Row:
         lower: median seconds to trace and lower.
         repeats: compilations timed.
         note: why it failed.
+        steps: seconds of every timed step.
+        compiles: seconds of every timed compilation.
     """
 
     title: str
@@ -177,6 +181,8 @@ class Row:
     lower: float | None = None
     repeats: int = 0
     note: str = ""
+    steps: tuple[float, ...] = ()
+    compiles: tuple[float, ...] = ()
 
 
 def mean_and_error(samples: np.ndarray) -> tuple[float, float]:
@@ -268,7 +274,7 @@ def measure(benchmark: Benchmark, sizes: Sizes, x: jax.Array) -> tuple[list, lis
         gradient_keys = jax.random.split(jax.random.key(5), sizes.gradient_keys)
         agreements += check_gradients(benchmark, set(notes), x, gradient_keys)
     calls = {name: functools.partial(step, states[name], key, x) for name, step in steps.items()}
-    runs = run_times(calls, sizes)
+    runs = run_samples(calls, sizes)
     rows = []
     for system in benchmark.systems:
         if system.name in notes:
@@ -279,10 +285,12 @@ def measure(benchmark: Benchmark, sizes: Sizes, x: jax.Array) -> tuple[list, lis
             Row(
                 benchmark.title,
                 system.name,
-                runs[system.name],
+                statistics.median(runs[system.name]),
                 statistics.median(compilation.totals),
                 statistics.median(compilation.lowers),
                 len(compilation.totals),
+                steps=tuple(runs[system.name]),
+                compiles=tuple(compilation.totals),
             )
         )
     return rows, agreements
@@ -379,12 +387,18 @@ def print_targets(rows: list[Row], chains: dict[str, list[ChainRow]]) -> None:
             print(f"  {title}: not measured (see the table)")
             continue
         ratio = ours.step / hand.step
-        parts = [f"step {ratio:.2f}x hand-written ({met(ratio <= STEP_TARGET)})"]
+        parts = [
+            f"step {ratio:.2f}x hand-written ({spread(ours.steps, hand.steps)}"
+            f"{met(ratio <= STEP_TARGET)})"
+        ]
         for peer in (NUMPYRO, GENJAX):
             other = find(rows, title, peer)
             if other is not None and other.step:
                 ratio = ours.step / other.step
-                parts.append(f"{ratio:.2f}x {peer}'s ({met(ours.step <= other.step)})")
+                parts.append(
+                    f"{ratio:.2f}x {peer}'s ({spread(ours.steps, other.steps)}"
+                    f"{met(ours.step <= other.step)})"
+                )
         same_work = find(rows, title, HAND_PER_DATAPOINT)
         if same_work is not None and same_work.step:
             ratio = ours.step / same_work.step
@@ -392,10 +406,22 @@ def print_targets(rows: list[Row], chains: dict[str, list[ChainRow]]) -> None:
         numpyro_row = find(rows, title, NUMPYRO)
         if numpyro_row is not None and numpyro_row.compile and ours.compile:
             ratio = ours.compile / numpyro_row.compile
-            parts.append(f"compile {ratio:.2f}x NumPyro's ({met(ratio <= COMPILE_TARGET)})")
+            parts.append(
+                f"compile {ratio:.2f}x NumPyro's ({spread(ours.compiles, numpyro_row.compiles)}"
+                f"{met(ratio <= COMPILE_TARGET)})"
+            )
         print(f"  {title}: " + "; ".join(parts))
     for strategy, rows_of in chains.items():
         print_chain_targets(rows_of, strategy)
+
+
+def spread(ours: tuple[float, ...], theirs: tuple[float, ...]) -> str:
+    """The 95% bootstrap interval of a ratio of medians, as a verdict's prefix (none for a
+    single measurement): whether a verdict is clear of the machine's noise."""
+    if len(ours) < 2 or len(theirs) < 2:
+        return ""
+    low, high = median_ratio_interval(list(ours), list(theirs))
+    return f"95% interval {low:.2f}-{high:.2f}; "
 
 
 def print_chain_targets(chains: list[ChainRow], strategy: str) -> None:
