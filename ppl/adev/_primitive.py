@@ -79,7 +79,7 @@ class Site:
         return one(self.args, *extra)
 
     def sample_struct(self) -> jax.ShapeDtypeStruct:
-        """The shape and dtype of ``sample()``, without tracing it again (see ``_struct``)."""
+        """The shape and dtype of ``sample()``, traced once per kind of site (``sample_struct``)."""
         return sample_struct(self.distribution, self.plate_ndims, self.key, self.args)
 
     def log_prob(self, value: jax.Array) -> jax.Array:
