@@ -190,6 +190,7 @@ class ChainRow:
         total: seconds to lower and compile.
         note: why it was not measured.
         executable: the compiled function, where it was compiled once (GenJAX's).
+        totals: seconds of each compilation, where it was compiled in turns.
     """
 
     sites: int
@@ -198,6 +199,7 @@ class ChainRow:
     total: float | None = None
     note: str = ""
     executable: Any = dataclasses.field(default=None, repr=False, compare=False)
+    totals: tuple[float, ...] = ()
 
 
 def predicted(rows: list[ChainRow], sites: int) -> float | None:
@@ -266,7 +268,7 @@ def measure_chains(sizes: Sizes, strategy: str = "enum") -> tuple[list[ChainRow]
                 continue
             done = compilations[name]
             lower, total = statistics.median(done.lowers), statistics.median(done.totals)
-            found[name].append(ChainRow(sites, name, lower, total))
+            found[name].append(ChainRow(sites, name, lower, total, totals=tuple(done.totals)))
             if sites <= checked:
                 check(name, sites, done.executable, theta)
         for name, build in budgeted.items():

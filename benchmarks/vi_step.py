@@ -436,7 +436,10 @@ def print_chain_targets(chains: list[ChainRow], strategy: str) -> None:
         reference = growth.get(HAND_EVERY_PATH)
         if name == OURS and reference is not None and reference[:2] == (small, large):
             verdict = met(factor <= reference[2])
-            line += f" (no faster than {HAND_EVERY_PATH}'s x{reference[2]:.2f}: {verdict})"
+            line += (
+                f" (no faster than {HAND_EVERY_PATH}'s x{reference[2]:.2f}: "
+                f"{growth_spread(chains, small, large)}{verdict})"
+            )
         print(line)
     ours_growth, hand_growth = growth.get(OURS), growth.get(HAND)
     if ours_growth is not None:
@@ -448,6 +451,29 @@ def print_chain_targets(chains: list[ChainRow], strategy: str) -> None:
         if hand_growth is not None and hand_growth[2] > proportional:
             line += f" ({HAND}'s forward recursion, O(n) code, grows x{hand_growth[2]:.2f} here)"
         print(line)
+
+
+def growth_spread(chains: list[ChainRow], small: int, large: int) -> str:
+    """The 95% bootstrap interval of ours' growth over hand-written every path's (each
+    compilation list resampled on its own), as a verdict's prefix."""
+    totals = {
+        (row.name, row.sites): np.asarray(row.totals)
+        for row in chains
+        if row.name in (OURS, HAND_EVERY_PATH) and row.sites in (small, large)
+    }
+    if len(totals) < 4 or min(len(t) for t in totals.values()) < 2:
+        return ""
+    rng = np.random.default_rng(0)
+
+    def medians(name: str, sites: int) -> np.ndarray:
+        t = totals[(name, sites)]
+        return np.median(rng.choice(t, (2000, len(t))), axis=1)
+
+    ratio = (medians(OURS, large) / medians(OURS, small)) / (
+        medians(HAND_EVERY_PATH, large) / medians(HAND_EVERY_PATH, small)
+    )
+    low, high = np.percentile(ratio, [2.5, 97.5])
+    return f"ours' growth over its {low:.2f}-{high:.2f} (95% interval); "
 
 
 def chain_growth(chains: list[ChainRow], name: str) -> tuple[int, int, float] | None:

@@ -77,6 +77,25 @@ def test_a_chain_of_dependent_supports_inside_a_scan(us):
     np.testing.assert_allclose(values, jnp.cumprod(jax.nn.sigmoid(u)), rtol=1e-5)
 
 
+@gen
+def batched():
+    y = gamma(jnp.full(3, 2.0), 1.0) @ "y"
+    return uniform(jnp.zeros(3), y) @ "x"
+
+
+def test_a_batch_of_supports_each_from_its_own_element():
+    trace = batched.simulate(KEY, ())
+    view = mcmc.Unconstrained(batched, trace, select("y", "x"))
+    assert view.passes == 2
+    u_y, u_x = jnp.array([-1.0, 0.5, 2.0]), jnp.array([1.5, -2.0, 0.3])
+    position = view.position(trace)
+    position = position | position.from_dict({"y": u_y, "x": u_x})
+    expected = jnp.sum(stats.gamma.logpdf(jnp.exp(u_y), 2.0) + u_y + log_sigmoid_jacobian(u_x))
+    np.testing.assert_allclose(view.logdensity_fn(trace)(position), expected, rtol=1e-5)
+    moved = view.to_trace(position, trace).choices
+    np.testing.assert_allclose(moved["x"], jnp.exp(u_y) * jax.nn.sigmoid(u_x), rtol=1e-5)
+
+
 def test_supports_that_depend_on_no_latent_choice_cost_one_pass():
     @gen
     def independent():
