@@ -17,7 +17,8 @@ leave-one-out baselines still take the nested path), ``PathsMachine`` runs the p
   is lifted by tiling its rows), and records the coefficients of its branches and the
   score-function terms gathered before it;
 - at the end the value and surrogate are folded back draw by draw, from the last, exactly as
-  the nested interpreter would.
+  the nested interpreter would; the score-function terms (a scalar per path) are added and
+  applied elementwise, and where none were gathered nothing is applied.
 
 Each equation is batched once, and tracing grows linearly in the number of draws. Paths stay
 one axis, split in two (``[M, P]``) only where a draw's values are summed or a value is tiled
