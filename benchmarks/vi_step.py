@@ -473,7 +473,7 @@ def growth_spread(chains: list[ChainRow], small: int, large: int) -> str:
         medians(HAND_EVERY_PATH, large) / medians(HAND_EVERY_PATH, small)
     )
     low, high = np.percentile(ratio, [2.5, 97.5])
-    return f"ours' growth over its {low:.2f}-{high:.2f} (95% interval); "
+    return f"ours' growth / its: 95% interval {low:.2f}-{high:.2f}; "
 
 
 def chain_growth(chains: list[ChainRow], name: str) -> tuple[int, int, float] | None:
