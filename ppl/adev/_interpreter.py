@@ -32,7 +32,7 @@ from ppl._errors import AddressError
 from ppl._jax_internals import split_scan_operands
 from ppl._selection import Selection
 from ppl.adev._estimators import Accumulators, Baseline, Context, Estimator, default_estimator
-from ppl.adev._primitive import Site, sample_p, unpack
+from ppl.adev._primitive import Site, cached, sample_p, unpack
 
 _CALLS = {"jit", "pjit", "closed_call", "core_call", "remat", "checkpoint"}
 
@@ -84,19 +84,18 @@ def probe(site: Site) -> Any:
     )
     leaves, tree = jax.tree.flatten(one)
     key = (site.distribution, tree, tuple((x.shape, x.dtype) for x in leaves))
-    found = _PROBES.get(key)
-    if found is None:
+
+    def build() -> Any:
         held: list = []
 
-        def build(args):
+        def numpyro_dist(args):
             held.append(site.distribution.numpyro(args))
             return jnp.zeros(())
 
-        jax.eval_shape(build, one)
-        if len(_PROBES) >= 4096:
-            _PROBES.clear()
-        found = _PROBES[key] = held[0]
-    return found
+        jax.eval_shape(numpyro_dist, one)
+        return held[0]
+
+    return cached(_PROBES, key, build)
 
 
 _PROBES: dict[tuple, Any] = {}

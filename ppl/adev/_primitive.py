@@ -109,8 +109,8 @@ def sample_struct(
     ``n`` draws of one distribution is then not ``n`` traces of its sampler."""
     leaves, tree = jax.tree_util.tree_flatten(args)
     key = (distribution, plate_ndims, tree, tuple(_kind(x) for x in [key_data, *leaves]))
-    found = _STRUCTS.get(key)
-    if found is None:
+
+    def trace() -> jax.ShapeDtypeStruct:
         static = [isinstance(x, bool | int | float | complex) for x in leaves]
 
         def draw(key_data, dynamic):
@@ -121,13 +121,23 @@ def sample_struct(
 
         dynamic = [x for x, fixed in zip(leaves, static, strict=True) if not fixed]
         out = jax.eval_shape(draw, key_data, dynamic)
-        if len(_STRUCTS) >= 4096:
-            _STRUCTS.clear()
-        found = _STRUCTS[key] = jax.ShapeDtypeStruct(out.shape, out.dtype)
-    return found
+        return jax.ShapeDtypeStruct(out.shape, out.dtype)
+
+    return cached(_STRUCTS, key, trace)
 
 
 _STRUCTS: dict[tuple, jax.ShapeDtypeStruct] = {}
+
+
+def cached(cache: dict, key: Any, compute: Any, limit: int = 4096) -> Any:
+    """``cache[key]``, computed by ``compute()`` if missing; the cache is emptied when it holds
+    ``limit`` entries (its keys hold distributions, which a long session may make many of)."""
+    found = cache.get(key)
+    if found is None:
+        if len(cache) >= limit:
+            cache.clear()
+        found = cache[key] = compute()
+    return found
 
 
 def _kind(leaf: Any) -> Any:
