@@ -87,12 +87,12 @@ class Unconstrained:
                     "it with gibbs or mh",
                     path,
                 )
-        self.transforms = jax.tree.map(biject_to, supports, is_leaf=_is_constraint)
+        self.transforms = _transforms(supports)
         self.trace = trace
         #: How many times ``constrain`` evaluates the supports: 1 unless a selected choice's
         #: support depends on another selected value (see the module text).
         self.passes = (
-            _passes(self._supports_at, trace, trace.choices.filter(selection))
+            _passes(self._supports_at, trace, trace.choices.filter(selection), supports)
             if any(isinstance(p, jax.Array) for p in jax.tree.leaves(supports))
             else 1  # no support has a computed parameter (real, positive, ...)
         )
@@ -104,15 +104,14 @@ class Unconstrained:
         return self.model.supports(moved).filter(self.selection)
 
     def _transforms_at(self, trace: Any, values: ChoiceMap) -> Any:
-        return jax.tree.map(biject_to, self._supports_at(trace, values), is_leaf=_is_constraint)
+        return _transforms(self._supports_at(trace, values))
 
     def position(self, trace: Any) -> ChoiceMap:
         """The unconstrained values of the selected choices of ``trace``."""
         chosen = trace.choices.filter(self.selection)
         transforms = self.transforms
         if self.passes > 1:  # the supports at this trace's own values
-            supports = self.model.supports(trace).filter(self.selection)
-            transforms = jax.tree.map(biject_to, supports, is_leaf=_is_constraint)
+            transforms = _transforms(self.model.supports(trace).filter(self.selection))
         return jax.tree.map(lambda t, x: t.inv(x), transforms, chosen, is_leaf=_is_transform)
 
     def constrain(self, position: ChoiceMap) -> ChoiceMap:
@@ -167,13 +166,19 @@ class Unconstrained:
         return new
 
 
-def _passes(supports_at: Any, trace: Any, chosen: ChoiceMap) -> int:
+def _transforms(supports: ChoiceMap) -> Any:
+    """``biject_to`` of each support: the map from the unconstrained space onto it."""
+    return jax.tree.map(biject_to, supports, is_leaf=_is_constraint)
+
+
+def _passes(supports_at: Any, trace: Any, chosen: ChoiceMap, supports: ChoiceMap) -> int:
     """Passes ``x <- T_{S(x)}(u)`` needed to reach the fixed point from ``x`` = the trace's.
 
     One more than the longest chain of selected choices whose supports depend on each other's
     values. A choice whose support depends on its own value (elements of one address inside a
     ``Scan``) or a cycle between addresses may chain every element, so it takes one pass per
-    scalar element.
+    scalar element. ``supports`` (those at the trace's values) give each choice's number of
+    support parameters.
     """
     values, treedef = jax.tree.flatten(chosen)
 
@@ -182,13 +187,14 @@ def _passes(supports_at: Any, trace: Any, chosen: ChoiceMap) -> int:
         return [jax.tree.leaves(c) for c in jax.tree.leaves(supports, is_leaf=_is_constraint)]
 
     dependence = input_dependence(parameters, values)
-    shapes = jax.eval_shape(parameters, values)
     # reads[i]: the selected values that choice i's support parameters depend on.
     reads, start = [], 0
-    for group in shapes:
-        rows = dependence[start : start + len(group)]
+    for constraint in jax.tree.leaves(supports, is_leaf=_is_constraint):
+        count = len(jax.tree.leaves(constraint))
+        rows = dependence[start : start + count]
         reads.append({j for row in rows for j, used in enumerate(row) if used})
-        start += len(group)
+        start += count
+    assert start == len(dependence), (start, len(dependence))
     depth: dict[int, int] = {}
 
     def longest(i: int, seen: frozenset) -> int:
