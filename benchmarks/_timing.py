@@ -128,18 +128,27 @@ def run_samples(
     return interleaved_samples(calls, rounds, per_round)
 
 
-def median_ratio_interval(
-    ours: list[float], theirs: list[float], draws: int = 2000
-) -> tuple[float, float]:
-    """A 95% bootstrap interval of ``median(ours) / median(theirs)``, each list resampled on
-    its own (seeded: the same interval for the same numbers)."""
+def bootstrap_medians(*samples: Any, draws: int = 2000) -> list[Any]:
+    """``draws`` bootstrap medians of each list of numbers, each resampled on its own (seeded:
+    the same medians for the same numbers)."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    mine = np.median(rng.choice(ours, (draws, len(ours))), axis=1)
-    other = np.median(rng.choice(theirs, (draws, len(theirs))), axis=1)
-    low, high = np.percentile(mine / other, [2.5, 97.5])
+    return [np.median(rng.choice(s, (draws, len(s))), axis=1) for s in samples]
+
+
+def interval95(ratios: Any) -> tuple[float, float]:
+    """The central 95% of bootstrap ratios."""
+    import numpy as np
+
+    low, high = np.percentile(ratios, [2.5, 97.5])
     return float(low), float(high)
+
+
+def median_ratio_interval(ours: list[float], theirs: list[float]) -> tuple[float, float]:
+    """A 95% bootstrap interval of ``median(ours) / median(theirs)``."""
+    mine, other = bootstrap_medians(ours, theirs)
+    return interval95(mine / other)
 
 
 def interleaved_samples(

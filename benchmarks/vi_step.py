@@ -103,7 +103,15 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import optax
-from _timing import compile_functions, median_ratio_interval, met, run_samples, show_seconds
+from _timing import (
+    bootstrap_medians,
+    compile_functions,
+    interval95,
+    median_ratio_interval,
+    met,
+    run_samples,
+    show_seconds,
+)
 from _vi_chain import ChainRow, measure_chains
 from _vi_systems import (
     COMPILE_TARGET,
@@ -457,22 +465,16 @@ def growth_spread(chains: list[ChainRow], small: int, large: int) -> str:
     """The 95% bootstrap interval of ours' growth over hand-written every path's (each
     compilation list resampled on its own), as a verdict's prefix."""
     totals = {
-        (row.name, row.sites): np.asarray(row.totals)
+        (row.name, row.sites): row.totals
         for row in chains
         if row.name in (OURS, HAND_EVERY_PATH) and row.sites in (small, large)
     }
     if len(totals) < 4 or min(len(t) for t in totals.values()) < 2:
         return ""
-    rng = np.random.default_rng(0)
-
-    def medians(name: str, sites: int) -> np.ndarray:
-        t = totals[(name, sites)]
-        return np.median(rng.choice(t, (2000, len(t))), axis=1)
-
-    ratio = (medians(OURS, large) / medians(OURS, small)) / (
-        medians(HAND_EVERY_PATH, large) / medians(HAND_EVERY_PATH, small)
+    ours_small, ours_large, their_small, their_large = bootstrap_medians(
+        *(totals[(name, sites)] for name in (OURS, HAND_EVERY_PATH) for sites in (small, large))
     )
-    low, high = np.percentile(ratio, [2.5, 97.5])
+    low, high = interval95((ours_large / ours_small) / (their_large / their_small))
     return f"ours' growth / its: 95% interval {low:.2f}-{high:.2f}; "
 
 
