@@ -347,22 +347,37 @@ def _is_inner_product(dist: nd.Distribution, value: Any) -> bool:
 def _bernoulli_log_density(
     dist: nd.BernoulliLogits, value: Any, drawn: bool, name: str
 ) -> jax.Array:
-    """``sum(log p(x))`` of Bernoulli logits ``l`` as ``x . l - sum(softplus(l))``.
+    """``sum(log p(x))`` of Bernoulli logits ``l``: NumPyro's ``sum(x * l - softplus(l))``,
+    written for the backend.
 
-    It is NumPyro's ``sum(x * l - softplus(l))``, but the inner product stays one operation,
-    so that copies of it (a plate, an enumerated latent, a batch of data points) vectorise to
-    a matrix product instead of an element-wise product over every pair, and the softplus is
-    computed once per logit rather than once per pair: a discrete VAE's likelihood over its
-    classes and batch is then the matrix product its hand-written version uses. A value off
-    the support {0, 1} scores -inf, as NumPyro's mask gives.
+    On a CPU the inner product ``x . l`` stays one operation, so that copies of it (a plate,
+    an enumerated latent, a batch of data points) vectorise to a matrix product instead of an
+    element-wise product over every pair, and the softplus is computed once per logit rather
+    than once per pair: a discrete VAE's likelihood over its classes and batch is then the
+    matrix product its hand-written version uses (an element-wise form takes 3-4x as long per
+    step there). On an accelerator the terms are summed in one reduction: the broadcast
+    product is fused into it, where the inner product and the support check each cost a
+    reduction of their own (2-5% of a VAE's step on an H100). A value off the
+    support {0, 1} scores -inf, as NumPyro's mask gives.
     """
     logits = dist.logits
     x = jnp.asarray(value).astype(logits.dtype)
     # softplus(l) written out as NumPyro's binary cross-entropy writes it: its derivative then
     # reuses exp(-|l|), where jax.nn.softplus's (logaddexp's) computes a second exponential.
     softplus = jnp.maximum(logits, 0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
-    log_p = jnp.dot(x.ravel(), logits.ravel()) - jnp.sum(softplus)
-    if not drawn:
-        log_p = jnp.where(jnp.all((x == 0) | (x == 1)), log_p, -jnp.inf)
+    if _inner_product_form():
+        log_p = jnp.dot(x.ravel(), logits.ravel()) - jnp.sum(softplus)
+        if not drawn:
+            log_p = jnp.where(jnp.all((x == 0) | (x == 1)), log_p, -jnp.inf)
+    else:
+        terms = x * logits - softplus
+        if not drawn:
+            terms = jnp.where((x == 0) | (x == 1), terms, -jnp.inf)
+        log_p = jnp.sum(terms)
     check_score(log_p, name)
     return log_p
+
+
+def _inner_product_form() -> bool:
+    """Whether ``_bernoulli_log_density`` keeps ``x . l`` one operation (on a CPU)."""
+    return jax.default_backend() == "cpu"

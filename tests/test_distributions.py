@@ -3,6 +3,8 @@
 One registry row per distribution; a new distribution is tested by adding a row.
 """
 
+from unittest import mock
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ppl
+import ppl._distribution as ppl_distribution
 from ppl import Distribution, from_numpyro, gen
 
 LOC = jnp.array([0.5, -1.0, 2.0])
@@ -99,53 +102,81 @@ def test_sampler_agrees_with_density_on_a_discrete_distribution():
     assert chi2 < 18.4  # chi-square(2 dof) upper 1e-4 quantile
 
 
+# Bernoulli logits are scored in one of two forms, by backend (the inner product x . l on a
+# CPU, one sum of x * l - softplus(l) on an accelerator); each is tested here on the CPU.
+FORMS = pytest.mark.parametrize("inner_product", [True, False], ids=["inner", "summed"])
+
+
+def _in_form(function, inner_product):
+    """``function`` traced with the Bernoulli score in the given form."""
+
+    def traced(*args):
+        with mock.patch.object(ppl_distribution, "_inner_product_form", lambda: inner_product):
+            return function(*args)
+
+    return traced
+
+
+def _score_and_grad(lg, x):
+    return jax.value_and_grad(lambda lg: ppl.bernoulli.assess(x, (None, lg))[0])(lg)
+
+
+# Jitted, so that each shape compiles once (eagerly, every operation of the gradient would).
+_ours_with_grad = {form: jax.jit(_in_form(_score_and_grad, form)) for form in (True, False)}
+_numpyros_with_grad = jax.jit(
+    jax.value_and_grad(lambda lg, x: jnp.sum(nd.Bernoulli(logits=lg).log_prob(x)))
+)
+
+
+@FORMS
 @settings(max_examples=15, deadline=None)
 @given(
     st.sampled_from([(1,), (7,), (3, 4), (2, 3, 5)]),  # few shapes: eager ops compile per shape
     st.integers(0, 2**31),
     st.floats(0.1, 30.0),
 )
-def test_bernoulli_logits_score_is_numpyro_s(shape, seed, spread):
-    # Scored as an inner product (x . l - sum softplus(l)): the same density as NumPyro's.
-    # Its gradient too, at a logit of exactly 0 among them (where softplus's pieces meet).
+def test_bernoulli_logits_score_is_numpyro_s(inner_product, shape, seed, spread):
+    # The same density as NumPyro's, in either form. Its gradient too, at a logit of exactly
+    # 0 among them (where softplus's pieces meet).
     k1, k2 = jax.random.split(jax.random.key(seed))
     logits = (spread * jax.random.normal(k1, shape)).at[(0,) * len(shape)].set(0.0)
     x = jax.random.bernoulli(k2, 0.5, shape).astype(jnp.int32)
-    score, grad = _ours_with_grad(logits, x)
+    score, grad = _ours_with_grad[inner_product](logits, x)
     expected_score, expected_grad = _numpyros_with_grad(logits, x)
     np.testing.assert_allclose(score, expected_score, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-6)
 
 
-# Jitted, so that each shape compiles once (eagerly, every operation of the gradient would).
-_ours_with_grad = jax.jit(jax.value_and_grad(lambda lg, x: ppl.bernoulli.assess(x, (None, lg))[0]))
-_numpyros_with_grad = jax.jit(
-    jax.value_and_grad(lambda lg, x: jnp.sum(nd.Bernoulli(logits=lg).log_prob(x)))
-)
-
-
-def test_bernoulli_logits_gradient_computes_one_exponential():
+@FORMS
+def test_bernoulli_logits_gradient_computes_one_exponential(inner_product):
     # The score's gradient reuses the forward exp(-|l|): one exponential per logit, as
     # NumPyro's, where jax.nn.softplus's derivative takes a second (1/8 more time in a VAE
     # step on a CPU).
     x, logits = jnp.array([0.0, 1.0, 1.0]), jnp.array([-1.0, 0.0, 2.0])
-    grad = jax.make_jaxpr(jax.value_and_grad(lambda lg: ppl.bernoulli.assess(x, (None, lg))[0]))
-    assert str(grad(logits)).count("= exp ") == 1
+    grad = jax.make_jaxpr(_in_form(_score_and_grad, inner_product))
+    assert str(grad(logits, x)).count("= exp ") == 1
 
 
-def test_bernoulli_logits_score_off_the_support_is_minus_infinity_under_jit():
+@FORMS
+def test_bernoulli_logits_score_off_the_support_is_minus_infinity_under_jit(inner_product):
     logits = jnp.linspace(-3.0, 3.0, 6)
-    score = jax.jit(lambda v: ppl.bernoulli.assess(v, (None, logits))[0])
+    score = jax.jit(_in_form(lambda v: ppl.bernoulli.assess(v, (None, logits))[0], inner_product))
     assert float(score(jnp.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0]))) > -jnp.inf
     assert float(score(jnp.array([0.0, 1.0, 0.5, 0.0, 1.0, 0.0]))) == -jnp.inf
+    assert float(score(jnp.array([0.0, 1.0, jnp.nan, 0.0, 1.0, 0.0]))) == -jnp.inf
+
+
+def test_bernoulli_score_form_follows_the_backend():
+    assert ppl_distribution._inner_product_form() == (jax.default_backend() == "cpu")
 
 
 def test_bernoulli_likelihood_over_classes_and_a_batch_is_a_matrix_product():
-    # Copies over a batch of data and over the classes of a latent vectorise to one
-    # dot_general: no [batch, classes, pixels] element-wise product.
+    # In the inner-product form (a CPU's), copies over a batch of data and over the classes
+    # of a latent vectorise to one dot_general: no [batch, classes, pixels] element-wise
+    # product.
     logits, x = jnp.zeros((10, 784)), jnp.zeros((64, 784))
     per_pair = jax.vmap(
         jax.vmap(lambda lg, v: ppl.bernoulli.assess(v, (None, lg))[0], (0, None)), (None, 0)
     )
-    jaxpr = str(jax.make_jaxpr(per_pair)(logits, x))
+    jaxpr = str(jax.make_jaxpr(_in_form(per_pair, True))(logits, x))
     assert "dot_general" in jaxpr and "f32[64,10,784]" not in jaxpr
