@@ -52,11 +52,12 @@ Three parts, in one run:
     length, and a length whose predicted time (growth per coin from the last two lengths) is
     over the budget, or that runs past it, is skipped. Chains of 1, 5, 10, 20 and 40 coins;
     the values and gradients of those up to 20 coins are computed and checked, the 40-coin
-    ones only compiled (all 2^40 paths would not fit in memory). Growth between the two
-    longest chains is judged against "every path", i.e. "linear" means no faster than
-    hand-written JAX doing the same work: XLA's compile time is not proportional to a
-    program's length (on a 2-core CPU the forward recursion, O(n) code, grew x2.2-4.1 from
-    20 to 40 coins between runs).
+    ones only compiled (all 2^40 paths would not fit in memory: on a GPU, XLA's
+    rematerialization pass warns so while compiling them). Growth between the two longest
+    chains is judged against "every path", i.e. "linear" means no faster than hand-written
+    JAX doing the same work: XLA's compile time is not proportional to a program's length (on
+    a 2-core CPU the forward recursion, O(n) code, grew x2.2-4.1 from 20 to 40 coins between
+    runs).
 
     The same chain with ``mvd`` at every coin (``flip.mvd()``): ours against GenJAX's
     ``flip_mvd`` (which traces the rest of the program at ``x``, ``x⁺`` and ``x⁻``: 3^n

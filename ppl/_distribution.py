@@ -357,8 +357,8 @@ def _bernoulli_log_density(
     matrix product its hand-written version uses (an element-wise form takes 3-4x as long per
     step there). On an accelerator the terms are summed in one reduction: the broadcast
     product is fused into it, where the inner product and the support check each cost a
-    reduction of their own (2-5% of a VAE's step on an H100). A value off the
-    support {0, 1} scores -inf, as NumPyro's mask gives.
+    reduction of their own (2-5% of a VAE's step on an H100). A value off the support {0, 1}
+    scores -inf, as NumPyro's mask gives.
     """
     logits = dist.logits
     x = jnp.asarray(value).astype(logits.dtype)
