@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import re
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -89,6 +90,40 @@ def compile_functions(
         for name, executable in executables.items()
     }
     return compilations, errors
+
+
+# An instruction of an HLO computation: ``%name = type opcode(operands), attributes``.
+_OPCODE = re.compile(r"=\s.*?\s([a-z][a-z0-9-]*)\(")
+# Instructions that move no data and launch nothing.
+_NO_KERNEL = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}
+
+
+def top_level_operations(executable: Any) -> int | None:
+    """How many operations the compiled program's entry computation runs: each fusion, matrix
+    product, loop or library call counts one (on a GPU, roughly one kernel launch each, which
+    bounds the step time of a small model); ``None`` if the executable gives no HLO text.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> f = jax.jit(lambda x: jnp.tanh(x @ x) + 1.0).lower(jnp.ones((4, 4))).compile()
+        >>> top_level_operations(f) >= 1
+        True
+    """
+    try:
+        text = executable.as_text()
+    except Exception:
+        return None
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("ENTRY")), None)
+    if start is None:
+        return None
+    count = 0
+    for line in lines[start + 1 :]:
+        if line.startswith("}"):
+            break
+        match = _OPCODE.search(line)
+        count += bool(match) and match.group(1) not in _NO_KERNEL
+    return count
 
 
 def run_times(calls: Mapping[str, Callable[[], Any]], sizes: Effort, rounds: int = 100) -> dict:

@@ -73,7 +73,9 @@ time over rounds in which the implementations take turns in a shuffled order, an
 implementations taking turns); the timed calls are of the executables compiled for the compile
 time. Each verdict on a ratio of medians gives its 95% bootstrap interval (each system's
 timings resampled on their own), which says whether the verdict is clear of the machine's
-noise.
+noise. The ``ops`` column counts the compiled step's top-level operations: on a GPU each is
+about one kernel launch, and a step this small is bound by them (on an H100, 38 for the
+hand-written (a) step and ~10 us each), where a CPU's step time follows the flops and bytes.
 
 Agreement: at the same initial parameters, every implementation's ELBO estimate (the loss of
 its step, over many keys) agrees with the hand-written one within 5 standard errors (float32
@@ -113,6 +115,7 @@ from _timing import (
     met,
     run_samples,
     show_seconds,
+    top_level_operations,
 )
 from _vi_chain import ChainRow, measure_chains
 from _vi_systems import (
@@ -182,6 +185,7 @@ class Row:
         note: why it failed.
         steps: seconds of every timed step.
         compiles: seconds of every timed compilation.
+        operations: top-level operations of the compiled step (``top_level_operations``).
     """
 
     title: str
@@ -193,6 +197,7 @@ class Row:
     note: str = ""
     steps: tuple[float, ...] = ()
     compiles: tuple[float, ...] = ()
+    operations: int | None = None
 
 
 def mean_and_error(samples: np.ndarray) -> tuple[float, float]:
@@ -304,6 +309,7 @@ def measure(benchmark: Benchmark, sizes: Sizes, x: jax.Array) -> tuple[list, lis
                 len(compilation.totals),
                 steps=tuple(runs[system.name]),
                 compiles=tuple(compilation.totals),
+                operations=top_level_operations(compilation.executable),
             )
         )
     return rows, agreements
@@ -352,7 +358,7 @@ def print_table(rows: list[Row]) -> None:
     """Step and compile times, each also as a multiple of hand-written JAX's."""
     header = (
         f"{'benchmark':<50} {'implementation':<34} {'median step':>11} {'x hand':>7} "
-        f"{'compile':>8} {'x hand':>7} {'(lower)':>8} {'n':>2}"
+        f"{'compile':>8} {'x hand':>7} {'(lower)':>8} {'n':>2} {'ops':>4}"
     )
     print(header)
     print("-" * len(header))
@@ -366,11 +372,12 @@ def print_table(rows: list[Row]) -> None:
         print(
             f"{start} {show_seconds(row.step):>11} {row.step / hand.step:>6.2f}x "
             f"{show_seconds(row.compile):>8} {row.compile / hand.compile:>6.2f}x "
-            f"{show_seconds(row.lower):>8} {row.repeats:>2}"
+            f"{show_seconds(row.lower):>8} {row.repeats:>2} {row.operations or '-':>4}"
         )
     print(
         "step: jitted value, gradient and adam update; compile: jax.jit(step).lower(...)"
-        ".compile() from cleared caches, median of n; (lower): its tracing and lowering part"
+        ".compile() from cleared caches, median of n; (lower): its tracing and lowering part; "
+        "ops: operations of the compiled step (a GPU's kernel launches, roughly)"
     )
 
 
