@@ -63,6 +63,9 @@ def test_quick_vi_step_benchmark_prints_every_row_and_ours_agrees():
         for implementation in ("hand-written JAX", "ppl (ours)", "GenJAX"):
             assert any(f"{coins} coins" in line and implementation in line for line in lines)
     assert not any("ppl (ours)" in line and "failed" in line for line in lines), output
+    # The ops column: the compiled step's top-level operations, a count for every step row.
+    steps = [line for line in lines if line.startswith(("(a)", "(b)")) and "failed" not in line]
+    assert steps and all(line.split()[-1].isdigit() for line in steps), output
     assert "targets:" in output
     for check in ("Gaussian VAE", "enum: ELBO", "reinforce: ELBO", "chain of 2 coins"):
         assert any(
