@@ -28,13 +28,18 @@ Gaussian (draws per second), ours against NumPyro.
 Models: eight schools (non-centered, 10 dims), a hierarchical logistic regression (25 dims,
 generated data), a 100-dim Gaussian with scales from 0.01 to 100 (ill-conditioned).
 
-Run: ``python benchmarks/nuts.py [--quick] [--model gaussian] [--repeats 5]``.
+``--leapfrog`` prints instead the seconds per leapfrog step of blackjax's NUTS on ours' log
+density and on the hand-written one (``leapfrog_costs``): the cost of the density apart from
+the trajectories' lengths, which a key's adaptation sets.
+
+Run: ``python benchmarks/nuts.py [--quick] [--model gaussian] [--repeats 5] [--leapfrog]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import statistics
 import time
@@ -332,6 +337,69 @@ def measure(
     return results
 
 
+def leapfrog_costs(build: Callable, draws: int, repeats: int) -> dict[str, tuple[int, float]]:
+    """Seconds per leapfrog step of blackjax's NUTS on ours' log density (``Unconstrained``'s
+    ``logdensity_fn``) and on the hand-written one, which separates the cost of a density
+    from the length of the trajectories that ``measure``'s ESS/s mixes in.
+
+    Each density gets its own window adaptation (500 steps, one chain), then ``draws`` draws
+    of ``CHAINS`` vectorised chains from the same starts (``mcmc.run``'s prior draws), timed
+    ``repeats`` times with their own keys, the two densities taking turns. Vectorised chains
+    step together until the longest trajectory of a draw ends, so a run's leapfrogs are the
+    sum over draws of the most any chain took.
+
+    Returns:
+        By density: (the median run's leapfrogs, the median of seconds per leapfrog).
+    """
+    from inference.mcmc import _run
+
+    model, observations, _, logdensity, named = build()
+    key = jax.random.key(0)
+    choices = ChoiceMap.from_dict(observations)
+    observed = _run._observed_addresses(model, choices, key, ())
+    latent = ~select(*observed)
+    traces = _run._initial_traces(model, choices, observed, None, key, (), CHAINS)
+    first = jax.tree.map(lambda x: x[0], traces)  # the observations are every chain's
+    positions = jax.vmap(lambda t: mcmc.Unconstrained(model, t, latent).position(t))(traces)
+    densities = {
+        "ours": (mcmc.Unconstrained(model, first, latent).logdensity_fn(first), positions),
+        "hand-written": (logdensity, named(positions.to_dict())),
+    }
+    runs = {}
+    for name, (density, starts_at) in densities.items():
+        start = jax.tree.map(lambda x: x[0], starts_at)
+        (_, parameters), _ = blackjax.window_adaptation(blackjax.nuts, density).run(key, start, 500)
+        kernel = blackjax.nuts(density, **parameters)
+
+        @jax.jit
+        def run(key, starts_at, kernel=kernel):
+            def chain(position, key):
+                def step(state, key):
+                    state, info = kernel.step(key, state)
+                    return state, info.num_integration_steps
+
+                return jax.lax.scan(step, kernel.init(position), jax.random.split(key, draws))[1]
+
+            steps = jax.vmap(chain)(starts_at, jax.random.split(key, CHAINS))
+            return jnp.sum(jnp.max(steps, axis=0))
+
+        jax.block_until_ready(run(key, starts_at))  # compile
+        runs[name] = functools.partial(run, starts_at=starts_at)
+    leapfrogs: dict[str, list[int]] = {name: [] for name in runs}
+    per_step: dict[str, list[float]] = {name: [] for name in runs}
+    for i in range(repeats):  # the densities take turns, as in ``measure``
+        for name, run_one in runs.items():
+            with _no_gc():
+                begin = time.perf_counter()
+                count = int(run_one(jax.random.key(i + 1)))
+                per_step[name].append((time.perf_counter() - begin) / count)
+            leapfrogs[name].append(count)
+    return {
+        name: (int(statistics.median(leapfrogs[name])), statistics.median(per_step[name]))
+        for name in runs
+    }
+
+
 def vectorised_hmc(chains: int, steps: int, repeats: int) -> list[tuple[str, float]]:
     ours_model, _, peer, _, _ = gaussian()
     kernel = mcmc.hmc(ours_model, select("x"), 0.01, jnp.ones(100), 10)
@@ -373,7 +441,7 @@ def vectorised_hmc(chains: int, steps: int, repeats: int) -> list[tuple[str, flo
     return rows
 
 
-def main(quick: bool, models: list[str], repeats: int | None) -> None:
+def main(quick: bool, models: list[str], repeats: int | None, leapfrog: bool = False) -> None:
     warmup, samples, default_repeats = (100, 100, 1) if quick else (500, 1000, 31)
     repeats = repeats or default_repeats
     chosen = {
@@ -381,6 +449,16 @@ def main(quick: bool, models: list[str], repeats: int | None) -> None:
         for label, build in MODELS.items()
         if not models or any(name.lower() in label.lower() for name in models)
     }
+    if leapfrog:
+        print(f"blackjax NUTS per leapfrog step, {CHAINS} chains x {samples} draws, median of 11")
+        for label, build in chosen.items():
+            costs = leapfrog_costs(build, samples, 11)
+            (ours_count, ours), (hand_count, hand) = costs["ours"], costs["hand-written"]
+            print(
+                f"{label:28} ours {ours * 1e6:7.2f} us ({ours_count} leapfrogs), hand-written "
+                f"{hand * 1e6:7.2f} us ({hand_count}): {ours / hand:.2f}x"
+            )
+        return
     print(
         f"NUTS, {CHAINS} chains, {warmup} warm-up + {samples} draws; medians over {repeats} "
         "keys (ESS/s: the median of each run's ESS over its time)"
@@ -447,5 +525,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--repeats", type=int, help="timed runs per sampler (default 31; NumPyro at most 5)"
     )
+    parser.add_argument(
+        "--leapfrog",
+        action="store_true",
+        help="only the seconds per leapfrog step of ours' and the hand-written log density",
+    )
     arguments = parser.parse_args()
-    main(arguments.quick, arguments.model, arguments.repeats)
+    main(arguments.quick, arguments.model, arguments.repeats, arguments.leapfrog)

@@ -1,4 +1,4 @@
-"""The GFI overhead benchmark runs end to end with ``--quick``, and its implementations agree."""
+"""The benchmarks run end to end with ``--quick``, and their implementations agree."""
 
 import pathlib
 import subprocess
@@ -72,3 +72,20 @@ def test_quick_vi_step_benchmark_prints_every_row_and_ours_agrees():
             check in line and "ppl (ours)" in line and line.endswith(": ok") for line in lines
         ), f"no passed agreement check of ours for {check}"
     assert "agreement check: passed" in output
+
+
+NUTS_SCRIPT = ROOT / "benchmarks" / "nuts.py"
+
+
+def test_quick_nuts_leapfrog_costs_print_both_densities():
+    result = subprocess.run(
+        [sys.executable, str(NUTS_SCRIPT), "--leapfrog", "--quick", "--model", "eight"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,  # ~30 s on 2 cores; catches a hang
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("eight schools")]
+    assert "ours" in line and "hand-written" in line and line.endswith("x"), line
