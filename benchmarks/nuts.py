@@ -207,22 +207,30 @@ STATS = (
 )
 
 
-def starts(model, observations, named, keys):
-    """Where ``mcmc.run`` starts its chains for each key (its prior draws, unconstrained), in
-    ``logdensity``'s parameters, by key. BlackJAX starts there too, with the same keys, so that
-    neither has an easier start. The chains still part within the first draws: the two log
-    densities round differently, and NUTS's discrete choices amplify that."""
+def prior_starts(model, observations, init_key):
+    """Where ``mcmc.run`` starts its chains with ``init_key``: its prior draws (one trace per
+    chain), the selection of the latent choices, and the traces' unconstrained positions."""
     from inference.mcmc import _run
 
     choices = ChoiceMap.from_dict(observations)
-    observed = _run._observed_addresses(model, choices, keys[0], ())
+    observed = _run._observed_addresses(model, choices, init_key, ())  # cached per model
     latent = ~select(*observed)
+    traces = _run._initial_traces(model, choices, observed, None, init_key, (), CHAINS)
+    positions = jax.vmap(lambda t: mcmc.Unconstrained(model, t, latent).position(t))(traces)
+    return traces, latent, positions
+
+
+def starts(model, observations, named, keys):
+    """Where ``mcmc.run`` starts its chains for each key (``prior_starts`` with the key's
+    initialisation key), in ``logdensity``'s parameters, by key. BlackJAX starts there too,
+    with the same keys, so that neither has an easier start. The chains still part within the
+    first draws: the two log densities round differently, and NUTS's discrete choices amplify
+    that."""
     out = {}
     for key in keys:
         init_key = jax.random.split(key, 3)[0]
-        traces = _run._initial_traces(model, choices, observed, None, init_key, (), CHAINS)
-        position = jax.vmap(lambda t: mcmc.Unconstrained(model, t, latent).position(t))(traces)
-        out[_key_id(key)] = named(position.to_dict())
+        _, _, positions = prior_starts(model, observations, init_key)
+        out[_key_id(key)] = named(positions.to_dict())
     return out
 
 
@@ -351,16 +359,10 @@ def leapfrog_costs(build: Callable, draws: int, repeats: int) -> dict[str, tuple
     Returns:
         By density: (the median run's leapfrogs, the median of seconds per leapfrog).
     """
-    from inference.mcmc import _run
-
     model, observations, _, logdensity, named = build()
     key = jax.random.key(0)
-    choices = ChoiceMap.from_dict(observations)
-    observed = _run._observed_addresses(model, choices, key, ())
-    latent = ~select(*observed)
-    traces = _run._initial_traces(model, choices, observed, None, key, (), CHAINS)
+    traces, latent, positions = prior_starts(model, observations, key)
     first = jax.tree.map(lambda x: x[0], traces)  # the observations are every chain's
-    positions = jax.vmap(lambda t: mcmc.Unconstrained(model, t, latent).position(t))(traces)
     densities = {
         "ours": (mcmc.Unconstrained(model, first, latent).logdensity_fn(first), positions),
         "hand-written": (logdensity, named(positions.to_dict())),
@@ -450,9 +452,12 @@ def main(quick: bool, models: list[str], repeats: int | None, leapfrog: bool = F
         if not models or any(name.lower() in label.lower() for name in models)
     }
     if leapfrog:
-        print(f"blackjax NUTS per leapfrog step, {CHAINS} chains x {samples} draws, median of 11")
+        runs = 11
+        print(
+            f"blackjax NUTS per leapfrog step, {CHAINS} chains x {samples} draws, median of {runs}"
+        )
         for label, build in chosen.items():
-            costs = leapfrog_costs(build, samples, 11)
+            costs = leapfrog_costs(build, samples, runs)
             (ours_count, ours), (hand_count, hand) = costs["ours"], costs["hand-written"]
             print(
                 f"{label:28} ours {ours * 1e6:7.2f} us ({ours_count} leapfrogs), hand-written "

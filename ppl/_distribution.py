@@ -176,7 +176,7 @@ class Distribution(GenerativeFunction):
     def _log_density(self, dist: nd.Distribution, value: Any, drawn: bool = False) -> jax.Array:
         """``sum(log p(value))``; for a value ``drawn`` from ``dist`` itself, without NumPyro's
         support mask (it is inside by construction, and the mask costs a select per element)."""
-        if _is_inner_product(dist, value):
+        if _is_bernoulli_logits_score(dist, value):
             return _bernoulli_log_density(dist, value, drawn, self.name)
         return jnp.sum(self._log_densities(dist, value, drawn))
 
@@ -335,7 +335,7 @@ def from_numpyro(distribution: nd.Distribution) -> Invocation:
 _INSTANCE = Distribution(lambda distribution: distribution, "numpyro distribution")
 
 
-def _is_inner_product(dist: nd.Distribution, value: Any) -> bool:
+def _is_bernoulli_logits_score(dist: nd.Distribution, value: Any) -> bool:
     """Whether ``sum(log p(value))`` is computed as ``_bernoulli_log_density`` does."""
     return (
         type(dist) is nd.BernoulliLogits
