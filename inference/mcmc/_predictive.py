@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
 
+from inference.mcmc._run import compilable
 from ppl import ChoiceMap, GenerativeFunction
 
 
@@ -81,15 +84,35 @@ def predictive(
     if posterior is None:
         if num_samples is None:
             raise ValueError("the prior predictive needs num_samples")
-        keys = jax.random.split(key, num_samples)
-        return jax.vmap(lambda k: model.simulate(k, args).choices)(keys)
+        return _draws(model, False, compilable(args))(jax.random.split(key, num_samples), args)
     if not isinstance(posterior, ChoiceMap | dict):
         posterior, sample_ndim = posterior_choices(posterior), 2
     posterior = ChoiceMap.from_dict(posterior)
     sample_shape = np.shape(jax.tree.leaves(posterior)[0])[:sample_ndim]
     flat = jax.tree.map(lambda v: np.reshape(v, (-1, *np.shape(v)[len(sample_shape) :])), posterior)
-    count = int(np.prod(sample_shape))
-    choices = jax.vmap(lambda k, c: model.generate(k, c, args)[0].choices)(
-        jax.random.split(key, count), flat
-    )
+    keys = jax.random.split(key, int(np.prod(sample_shape)))
+    choices, scores = _draws(model, True, compilable(args))(keys, args, flat)
+    bad = np.flatnonzero(~np.isfinite(np.asarray(scores)))
+    if bad.size:
+        # The first such draw again, alone and eagerly: a given value outside its support is
+        # then named with its support (a traced value cannot be checked).
+        model.generate(keys[bad[0]], jax.tree.map(lambda v: v[bad[0]], flat), args)
     return jax.tree.map(lambda v: v.reshape(*sample_shape, *v.shape[1:]), choices)
+
+
+@functools.lru_cache(maxsize=32)
+def _draws(model: GenerativeFunction, given: bool, compiled: bool) -> Callable:
+    """One draw of ``model``'s choices per key: ``(keys, args) -> choices`` simulated, or
+    ``(keys, args, choices) -> (choices, scores)`` generated from the given choices (one set
+    per key). Jitted if ``compiled``: one program, where eager vmapping compiles each
+    operation on its own (seconds on a first call)."""
+
+    def posterior_draws(key, args, choices):
+        trace = model.generate(key, choices, args)[0]
+        return trace.choices, trace.score
+
+    def prior_draws(key, args):
+        return model.simulate(key, args).choices
+
+    draws = jax.vmap(posterior_draws, (0, None, 0)) if given else jax.vmap(prior_draws, (0, None))
+    return jax.jit(draws) if compiled else draws

@@ -304,11 +304,8 @@ def _initial_traces(model, observations, observed, init, key, args, num_chains):
         if init is None or isinstance(init, str)
         else (ChoiceMap.from_dict(init) | observations)
     )
-    # Compiled once per model and kind of start; a Python int or bool argument may be
-    # structural (a shape, a count), so those calls run eagerly.
-    compiled = all(
-        isinstance(leaf, jax.Array | np.ndarray | float) for leaf in jax.tree.leaves(args)
-    )
+    # Compiled once per model and kind of start.
+    compiled = compilable(args)
     inputs = (jax.random.split(key, num_chains), given, observations, args)
     traces, scores = _starter(model, observed, init == "median", compiled)(*inputs)
     if compiled and not np.all(np.isfinite(np.asarray(scores))):
@@ -316,6 +313,12 @@ def _initial_traces(model, observations, observed, init, key, args, num_chains):
         traces, scores = _starter(model, observed, init == "median", False)(*inputs)
     _check_initial_points(traces, scores)
     return traces
+
+
+def compilable(args: tuple) -> bool:
+    """Whether a model's arguments can be traced by ``jax.jit``: a Python int or bool
+    argument may be structural (a shape, a count), so calls with one run eagerly."""
+    return all(isinstance(leaf, jax.Array | np.ndarray | float) for leaf in jax.tree.leaves(args))
 
 
 @functools.lru_cache(maxsize=32)

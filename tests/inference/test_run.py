@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from inference import mcmc
 from inference.mcmc import _run, _sample_stats
-from ppl import ChoiceMap, Vmap, gamma, gen, mv_normal, normal, select
+from ppl import AddressError, ChoiceMap, Vmap, gamma, gen, mv_normal, normal, select
 
 KEY = jax.random.key(3)
 
@@ -184,6 +184,28 @@ def test_posterior_predictive_resimulates_the_observations_given_each_draw():
     residuals = np.asarray(draws["ys"]) - np.asarray(draws["mu"])[..., None]
     assert abs(residuals.mean()) < 5 / np.sqrt(residuals.size)
     assert not np.allclose(draws["ys"][0, 0], DATA["ys"])
+
+
+def test_predictive_draws_are_one_compiled_program_and_bad_given_values_are_named(caplog):
+    @gen
+    def scale_model():
+        scale = gamma(2.0, 1.0) @ "scale"
+        return Vmap(normal, in_axes=None, axis_size=3)(0.0, scale) @ "ys"
+
+    # Counts of draws no other test uses: each call compiles its program once, where eager
+    # vmapping would compile each of the model's operations on its own (over 30 programs).
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        draws = mcmc.predictive(scale_model, KEY, posterior={"scale": jnp.full(11, 2.0)})
+        prior = mcmc.predictive(scale_model, KEY, num_samples=13)
+    compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    assert sum("jit(posterior_draws)" in message for message in compiled) == 1
+    assert sum("jit(prior_draws)" in message for message in compiled) == 1
+    assert len(compiled) < 10, compiled
+    assert draws["ys"].shape == (11, 3) and prior["ys"].shape == (13, 3)
+    np.testing.assert_array_equal(draws["scale"], 2.0)
+    # A given value outside its support is named with the support, as an eager run names it.
+    with pytest.raises(AddressError, match="scale"):
+        mcmc.predictive(scale_model, KEY, posterior={"scale": jnp.array([1.0, -1.0])})
 
 
 def test_log_likelihood_group_supports_loo():
