@@ -345,12 +345,14 @@ def measure(
     return results
 
 
-def leapfrog_costs(build: Callable, draws: int, repeats: int) -> dict[str, tuple[int, float]]:
+def leapfrog_costs(
+    build: Callable, warmup: int, draws: int, repeats: int
+) -> dict[str, tuple[int, float]]:
     """Seconds per leapfrog step of blackjax's NUTS on ours' log density (``Unconstrained``'s
     ``logdensity_fn``) and on the hand-written one, which separates the cost of a density
     from the length of the trajectories that ``measure``'s ESS/s mixes in.
 
-    Each density gets its own window adaptation (500 steps, one chain), then ``draws`` draws
+    Each density gets its own window adaptation (``warmup`` steps, one chain), then ``draws`` draws
     of ``CHAINS`` vectorised chains from the same starts (``mcmc.run``'s prior draws), timed
     ``repeats`` times with their own keys, the two densities taking turns. Vectorised chains
     step together until the longest trajectory of a draw ends, so a run's leapfrogs are the
@@ -370,7 +372,9 @@ def leapfrog_costs(build: Callable, draws: int, repeats: int) -> dict[str, tuple
     runs = {}
     for name, (density, starts_at) in densities.items():
         start = jax.tree.map(lambda x: x[0], starts_at)
-        (_, parameters), _ = blackjax.window_adaptation(blackjax.nuts, density).run(key, start, 500)
+        (_, parameters), _ = blackjax.window_adaptation(blackjax.nuts, density).run(
+            key, start, warmup
+        )
         kernel = blackjax.nuts(density, **parameters)
 
         @jax.jit
@@ -385,8 +389,8 @@ def leapfrog_costs(build: Callable, draws: int, repeats: int) -> dict[str, tuple
             steps = jax.vmap(chain)(starts_at, jax.random.split(key, CHAINS))
             return jnp.sum(jnp.max(steps, axis=0))
 
-        jax.block_until_ready(run(key, starts_at))  # compile
         runs[name] = functools.partial(run, starts_at=starts_at)
+        jax.block_until_ready(runs[name](key))  # compile (called as timed: keyword and all)
     leapfrogs: dict[str, list[int]] = {name: [] for name in runs}
     per_step: dict[str, list[float]] = {name: [] for name in runs}
     for i in range(repeats):  # the densities take turns, as in ``measure``
@@ -452,12 +456,12 @@ def main(quick: bool, models: list[str], repeats: int | None, leapfrog: bool = F
         if not models or any(name.lower() in label.lower() for name in models)
     }
     if leapfrog:
-        runs = 11
+        runs = 3 if quick else 11
         print(
             f"blackjax NUTS per leapfrog step, {CHAINS} chains x {samples} draws, median of {runs}"
         )
         for label, build in chosen.items():
-            costs = leapfrog_costs(build, samples, runs)
+            costs = leapfrog_costs(build, warmup, samples, runs)
             (ours_count, ours), (hand_count, hand) = costs["ours"], costs["hand-written"]
             print(
                 f"{label:28} ours {ours * 1e6:7.2f} us ({ours_count} leapfrogs), hand-written "
