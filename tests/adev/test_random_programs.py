@@ -108,7 +108,7 @@ def test_random_strategy_mixes_are_unbiased(program, discrete, continuous, seed)
     overrides["z"] = CONTINUOUS[continuous]
     objective = integrand.with_estimators(overrides)
     theta = jax.random.normal(jax.random.key(seed), (n_params,)) * 0.5
-    truth = np.asarray(jax.grad(exact)(theta))
+    truth = np.asarray(jax.jit(jax.grad(exact))(theta))
     keys = jax.random.split(jax.random.key(seed + 1), N)
     grads = np.asarray(jax.jit(jax.vmap(lambda k: objective.grad_estimate(k, theta)[0]))(keys))
     mean, se = grads.mean(0), grads.std(0) / np.sqrt(N)
