@@ -304,7 +304,7 @@ def normalize(
         ... def prior():
         ...     return normal(0.0, 1.0) @ "z"
         >>> posterior = normalize(model, prior, particles=500, observations={"x": 2.0})
-        >>> zs = jax.vmap(lambda k: posterior.simulate(k, ()).choices["z"])(
+        >>> zs = jax.jit(jax.vmap(lambda k: posterior.simulate(k, ()).choices["z"]))(
         ...     jax.random.split(jax.random.key(0), 400))
         >>> bool(abs(zs.mean() - 1.0) < 0.15)  # exact posterior mean: 1
         True
