@@ -438,13 +438,13 @@ def _support_probabilities(dist: Any) -> jax.Array | None:
     ``enumerate_support``, or ``None`` for any other distribution."""
     if dist.batch_shape != ():
         return None
-    if isinstance(dist, nd.discrete.BernoulliProbs):
+    if isinstance(dist, nd.BernoulliProbs):
         return jnp.stack([1 - dist.probs, dist.probs])
-    if isinstance(dist, nd.discrete.BernoulliLogits):
+    if isinstance(dist, nd.BernoulliLogits):
         return jax.nn.sigmoid(jnp.stack([-dist.logits, dist.logits]))
-    if isinstance(dist, nd.discrete.CategoricalProbs):
+    if isinstance(dist, nd.CategoricalProbs):
         return dist.probs
-    if isinstance(dist, nd.discrete.CategoricalLogits):
+    if isinstance(dist, nd.CategoricalLogits):
         return jax.nn.softmax(dist.logits)
     return None
 

@@ -4,6 +4,9 @@ parameters are at the edge of their range."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,3 +74,25 @@ def test_gradient_is_exact_at_the_edge_of_the_range():
         value, grad = heads.value_and_grad(key, jnp.float32(p), argnums=0)
         assert float(value) == 3.0 * p
         assert float(grad) == 3.0
+
+
+def test_enum_works_when_arviz_is_imported_before_numpyro():
+    # arviz puts a lazy ``numpyro`` module in ``sys.modules`` (lazy_loader); importing
+    # ``numpyro.distributions`` then runs numpyro's ``__init__``, which imports it too, and
+    # the outer import leaves a second module object without its submodules as attributes
+    # (``nd.discrete``): only the names it exports may be used.
+    program = (
+        "import arviz\n"
+        "from inference import mcmc\n"  # imports numpyro.distributions after arviz
+        "import jax\n"
+        "from ppl import flip\n"
+        "from ppl.adev import enum\n"
+        "from ppl.adev._primitive import Site\n"
+        "s = Site(flip, (0.3,), jax.numpy.zeros(2, jax.numpy.uint32), ('c',), 0)\n"
+        "print(enum().probabilities(s, enum().branches(s)[0]).tolist())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(eval(result.stdout), [0.7, 0.3], rtol=1e-6)
