@@ -86,6 +86,25 @@ def test_warmup_chunks_are_one_compiled_program(caplog):
     assert sum("Compiling jit(warmup_chunk)" in message for message in compiled) == 1
 
 
+@pytest.mark.parametrize("kernel", [None, mcmc.hmc(location, select("mu"), 0.3, jnp.ones(1), 3)])
+@pytest.mark.parametrize("num_warmup", [0, 30])
+def test_a_run_of_one_chunk_is_one_program_with_the_chunked_result(
+    tmp_path, caplog, kernel, num_warmup
+):
+    # Without a checkpoint, warm-up and sampling compile as one program; with one, as the
+    # warm-up and sampling programs of a chunked run, which give the same draws and stats.
+    settings = SETTINGS | {"num_chains": 3, "num_chunks": 1, "num_warmup": num_warmup}
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        whole = mcmc.run(location, DATA, KEY, kernel=kernel, **settings)
+    compiled = " ".join(record.getMessage() for record in caplog.records)
+    assert "Compiling jit(whole)" in compiled and "Compiling jit(chunks)" not in compiled
+    path = str(tmp_path / "run.ckpt")
+    chunked = mcmc.run(location, DATA, KEY, kernel=kernel, checkpoint=path, **settings)
+    for group in ("posterior", "sample_stats", "log_likelihood"):
+        for name, value in chunked[group].items():
+            np.testing.assert_array_equal(whole[group][name].values, value.values)
+
+
 def test_chunked_warmup_is_blackjax_window_adaptation():
     # However the warm-up is chunked (1 chunk; 3 of 17 steps and 4 of 13, the last padded),
     # the adapted step sizes are bit-identical.
