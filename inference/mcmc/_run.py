@@ -143,23 +143,30 @@ def run(
     programs = _programs(model, kernel, observed, thinning, placement, kept_names, log_likelihood)
     sizes = (num_chains, num_warmup, num_samples, num_chunks, thinning, kept_names, log_likelihood)
     progress = _load(checkpoint, key, *sizes)
+    traces = None
     if progress is None:
         traces = _initial_traces(model, observations, observed, init, init_key, args, num_chains)
-        progress = _Progress(0, programs.warmup_init(placement.place(traces)), None, None, [])
+        traces = placement.place(traces)
 
     def save(progress: _Progress) -> None:
         if checkpoint is not None:
             _save(checkpoint, key, *sizes, progress)
 
-    chunk_sizes = [len(part) for part in np.array_split(np.arange(num_samples), num_chunks)]
-    chunk_keys = jax.random.split(sample_key, len(chunk_sizes))
     if num_chunks == 1 and checkpoint is None:
         # Nothing to report or save between warm-up and sampling: one compiled program runs
         # both (two programs in sequence take ~2.5% longer on eight schools, benchmarks/nuts.py).
-        pieces, parameters = _in_one_program(
-            programs, placement, progress.warmup, warmup_key, chunk_keys[0], sizes, progress_bar
+        bar = tqdm(
+            total=num_warmup + num_samples, disable=not progress_bar, desc="warm-up and sampling"
         )
+        parameters, kept = programs.whole(traces, warmup_key, sample_key, num_warmup, num_samples)
+        pieces = [placement.fetch(kept)]
+        bar.update(num_warmup + num_samples)
+        bar.close()
     else:
+        if progress is None:
+            progress = _Progress(0, programs.warmup_init(traces), None, None, [])
+        chunk_sizes = [len(part) for part in np.array_split(np.arange(num_samples), num_chunks)]
+        chunk_keys = jax.random.split(sample_key, len(chunk_sizes))
         warmup_sizes = (num_chains, num_warmup, num_chunks)
         pieces, parameters = _in_chunks(
             programs,
@@ -176,23 +183,6 @@ def run(
     return _to_arviz(
         pieces, parameters if keep_step_size else None, observations, num_chains, num_samples
     )
-
-
-def _in_one_program(programs, placement, warmup, warmup_key, chunk_key, sizes, progress_bar):
-    """Warm-up and sampling of a one-chunk run without a checkpoint, as one program: the
-    kept draws (one piece) and the adapted parameters."""
-    num_chains, num_warmup, num_samples = sizes[:3]
-    bar = tqdm(
-        total=num_warmup + num_samples, disable=not progress_bar, desc="warm-up and sampling"
-    )
-    plan = list(_warmup_plan(warmup_key, num_chains, num_warmup, 1))
-    inputs = placement.place(plan[0][0]) if plan else None
-    chain_keys = placement.place(jax.random.split(chunk_key, num_chains))
-    parameters, kept = programs.whole(warmup, inputs, chain_keys, num_samples)
-    pieces = [placement.fetch(kept)]
-    bar.update(num_warmup + num_samples)
-    bar.close()
-    return pieces, parameters
 
 
 def _in_chunks(
@@ -516,27 +506,30 @@ def _programs(
         per_chain = jax.vmap(lambda s, k, p: chunk(s, k, p, length))
         return placement.map(per_chain)(chains, keys, parameters)
 
-    def per_chain(function):
-        return jax.jit(placement.map(jax.vmap(function)))
-
+    run_warmup_init = placement.map(jax.vmap(warmup_init))
     run_warmup_chunk = placement.map(warmup_chunk)
     run_warmup_final = placement.map(jax.vmap(warmup_final))
 
-    def whole(state, warmup_inputs, keys, length):
-        """The warm-up in one chunk (``warmup_inputs``, or ``None`` for no warm-up steps),
-        then sampling: ``(parameters, kept draws)``."""
-        if warmup_inputs is not None:
-            state = run_warmup_chunk(state, *warmup_inputs)
+    def whole(traces, warmup_key, sample_key, num_warmup, num_samples):
+        """A run of one chunk from ``traces``, its keys and sizes as in a chunked run:
+        ``(parameters, kept draws)``."""
+        num_chains = jax.tree.leaves(traces)[0].shape[0]
+        state = run_warmup_init(traces)
+        if num_warmup:
+            keys = _step_keys(warmup_key, num_chains, num_warmup)
+            stages = jnp.broadcast_to(schedule(num_warmup), (num_chains, num_warmup, 2))
+            state = run_warmup_chunk(state, keys, stages, None)
         chains, parameters = run_warmup_final(state)
-        return parameters, chunks(chains, keys, parameters, length)[1]
+        chain_keys = jax.random.split(jax.random.split(sample_key, 1)[0], num_chains)
+        return parameters, chunks(chains, chain_keys, parameters, num_samples)[1]
 
     return _Programs(
         latent,
-        per_chain(warmup_init),
+        jax.jit(run_warmup_init),
         jax.jit(run_warmup_chunk),
         jax.jit(run_warmup_final),
         jax.jit(chunks, static_argnums=3),
-        jax.jit(whole, static_argnums=3),
+        jax.jit(whole, static_argnums=(3, 4)),
     )
 
 
