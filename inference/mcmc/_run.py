@@ -165,19 +165,8 @@ def run(
     else:
         if progress is None:
             progress = _Progress(0, programs.warmup_init(traces), None, None, [])
-        chunk_sizes = [len(part) for part in np.array_split(np.arange(num_samples), num_chunks)]
-        chunk_keys = jax.random.split(sample_key, len(chunk_sizes))
-        warmup_sizes = (num_chains, num_warmup, num_chunks)
         pieces, parameters = _in_chunks(
-            programs,
-            placement,
-            progress,
-            warmup_key,
-            warmup_sizes,
-            chunk_keys,
-            chunk_sizes,
-            progress_bar,
-            save,
+            programs, placement, progress, warmup_key, sample_key, sizes[:4], progress_bar, save
         )
     keep_step_size = kept_names is None or "step_size" in kept_names
     return _to_arviz(
@@ -185,20 +174,12 @@ def run(
     )
 
 
-def _in_chunks(
-    programs,
-    placement,
-    progress,
-    warmup_key,
-    warmup_sizes,
-    chunk_keys,
-    chunk_sizes,
-    progress_bar,
-    save,
-):
+def _in_chunks(programs, placement, progress, warmup_key, sample_key, sizes, progress_bar, save):
     """Warm-up (unless done) and sampling chunk by chunk, saving after each: the kept draws
     of each sampling chunk and the adapted parameters."""
-    num_chains, num_warmup, num_chunks = warmup_sizes
+    num_chains, num_warmup, num_samples, num_chunks = sizes
+    chunk_sizes = [len(part) for part in np.array_split(np.arange(num_samples), num_chunks)]
+    chunk_keys = jax.random.split(sample_key, len(chunk_sizes))
     if progress.chains is None:
         chains, parameters = _warm_up(
             programs,
@@ -214,7 +195,7 @@ def _in_chunks(
     else:
         chains, parameters = placement.place((progress.chains, progress.parameters))
     pieces = progress.pieces
-    bar = tqdm(total=sum(chunk_sizes), disable=not progress_bar, desc="sampling")
+    bar = tqdm(total=num_samples, disable=not progress_bar, desc="sampling")
     bar.update(sum(chunk_sizes[: len(pieces)]))
     for size, chunk_key in list(zip(chunk_sizes, chunk_keys, strict=True))[len(pieces) :]:
         chain_keys = placement.place(jax.random.split(chunk_key, num_chains))
