@@ -4,6 +4,7 @@ parameters are at the edge of their range."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -82,6 +83,7 @@ def test_enum_works_when_arviz_is_imported_before_numpyro():
     # the outer import leaves a second module object without its submodules as attributes
     # (``nd.discrete``): only the names it exports may be used.
     program = (
+        "import json\n"
         "import arviz\n"
         "from inference import mcmc\n"  # imports numpyro.distributions after arviz
         "import jax\n"
@@ -89,10 +91,10 @@ def test_enum_works_when_arviz_is_imported_before_numpyro():
         "from ppl.adev import enum\n"
         "from ppl.adev._primitive import Site\n"
         "s = Site(flip, (0.3,), jax.numpy.zeros(2, jax.numpy.uint32), ('c',), 0)\n"
-        "print(enum().probabilities(s, enum().branches(s)[0]).tolist())\n"
+        "print(json.dumps(enum().probabilities(s, enum().branches(s)[0]).tolist()))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    np.testing.assert_allclose(eval(result.stdout), [0.7, 0.3], rtol=1e-6)
+    np.testing.assert_allclose(json.loads(result.stdout), [0.7, 0.3], rtol=1e-6)
