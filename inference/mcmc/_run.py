@@ -166,7 +166,14 @@ def run(
         if progress is None:
             progress = _Progress(0, programs.warmup_init(traces), None, None, [])
         pieces, parameters = _in_chunks(
-            programs, placement, progress, warmup_key, sample_key, sizes[:4], progress_bar, save
+            programs,
+            placement,
+            progress,
+            warmup_key,
+            sample_key,
+            (num_chains, num_warmup, num_samples, num_chunks),
+            progress_bar,
+            save,
         )
     keep_step_size = kept_names is None or "step_size" in kept_names
     return _to_arviz(
