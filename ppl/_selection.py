@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl._address import to_path
+from ppl._address import show, to_path
 
 
 class Selection:
@@ -60,6 +60,9 @@ class Selection:
 
 @dataclasses.dataclass(frozen=True, eq=True)
 class _All(Selection):
+    def __repr__(self) -> str:
+        return "all_addresses()"
+
     def step(self, component):
         return self
 
@@ -75,6 +78,9 @@ class _All(Selection):
 
 @dataclasses.dataclass(frozen=True, eq=True)
 class _None(Selection):
+    def __repr__(self) -> str:
+        return "no_addresses()"
+
     def step(self, component):
         return self
 
@@ -95,6 +101,12 @@ NONE = _None()
 @dataclasses.dataclass(frozen=True, eq=True)
 class _Trie(Selection):
     node: dict
+
+    def __hash__(self) -> int:  # a selection can key a mapping (``with_estimators``)
+        return hash(_frozen(self.node))
+
+    def __repr__(self) -> str:
+        return f"select({', '.join(show(path) for path in _paths(self.node))})"
 
     def step(self, component):
         matches = []
@@ -121,6 +133,17 @@ class _Trie(Selection):
         return {k for k in self.node if k is not Ellipsis}
 
 
+def _paths(node: dict, prefix: tuple = ()) -> list[tuple]:
+    out: list[tuple] = []
+    for key, value in node.items():
+        out.extend([(*prefix, key)] if value is True else _paths(value, (*prefix, key)))
+    return out
+
+
+def _frozen(node: dict) -> frozenset:
+    return frozenset((k, v if v is True else _frozen(v)) for k, v in node.items())
+
+
 def _merge(into: dict, other: dict) -> None:
     for key, value in other.items():
         if into.get(key) is True or value is True:
@@ -136,6 +159,9 @@ def _merge(into: dict, other: dict) -> None:
 @dataclasses.dataclass(frozen=True, eq=True)
 class _Complement(Selection):
     inner: Selection
+
+    def __repr__(self) -> str:
+        return f"~{self.inner!r}"
 
     def step(self, component):
         return _Complement(self.inner.step(component))
@@ -176,6 +202,9 @@ class _Union(Selection):
     left: Selection
     right: Selection
 
+    def __repr__(self) -> str:
+        return f"({self.left!r} | {self.right!r})"
+
     def step(self, component):
         return _Union(self.left.step(component), self.right.step(component))
 
@@ -193,6 +222,9 @@ class _Union(Selection):
 class _Intersection(Selection):
     left: Selection
     right: Selection
+
+    def __repr__(self) -> str:
+        return f"({self.left!r} & {self.right!r})"
 
     def step(self, component):
         return _Intersection(self.left.step(component), self.right.step(component))

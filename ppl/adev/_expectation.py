@@ -15,7 +15,7 @@ from ppl._selection import Selection, as_selection
 from ppl.adev._estimators import Estimator
 from ppl.adev._interpreter import Run
 from ppl.adev._paths import interpret
-from ppl.adev._primitive import is_tracing, tracing
+from ppl.adev._primitive import is_tracing, overriding, tracing
 
 
 def _is_dynamic(leaf: Any) -> bool:
@@ -172,7 +172,9 @@ class Expectation:
         Args:
             estimators: ``{address or Selection: estimator}``; ``...`` in an address matches a
                 combinator's index. Overrides take precedence over estimators chosen in the
-                program's code; the first matching entry wins.
+                program's code, and a later ``with_estimators`` over an earlier one (so
+                ``vi.vimco(...).with_estimators({"z": reparam()})`` refines VIMCO's choice for
+                every address); within one mapping the first matching entry wins.
 
         Returns:
             A new ``Expectation``.
@@ -203,7 +205,7 @@ class Expectation:
                 )
             selection = key if isinstance(key, Selection) else as_selection(to_path(key))
             added.append((key, selection, estimator))
-        return Expectation(self.fn, self.overrides + tuple(added), self.plate)
+        return Expectation(self.fn, tuple(added) + self.overrides, self.plate)
 
     # -- tracing and interpretation ----------------------------------------------------------------
     def _run(self, key: jax.Array, dynamic: list, static: list, tree: Any, state: dict):
@@ -223,14 +225,21 @@ class Expectation:
         run = Run(self.overrides, state)
         flat = [key, *(d for d in dynamic if d is not None)]
         v, s = interpret(run, closed, flat)
-        unmatched = run.unmatched()
-        if unmatched:
-            seen = show_many(sorted(set(run.addresses), key=str)) if run.addresses else "none"
-            raise AddressError(
-                f"an estimator is given for {', '.join(show(to_path(k)) for k in unmatched)}, "
-                f"but {self!r} never samples there; it samples at {seen}"
-            )
+        self._check_matched(run.unmatched(), run.addresses)
         return v, s, run
+
+    def _check_matched(self, unmatched: list, addresses: list) -> None:
+        """Raises for the override keys that matched none of the ``addresses`` drawn."""
+        if not unmatched:
+            return
+        seen = show_many(sorted(set(addresses), key=str)) if addresses else "none"
+        named = ", ".join(
+            repr(k) if isinstance(k, Selection) else show(to_path(k)) for k in unmatched
+        )
+        raise AddressError(
+            f"an estimator is given for {named}, but {self!r} never samples there; it samples "
+            f"at {seen}"
+        )
 
     def _run_copies(self, key: jax.Array, dynamic: list, static: list, tree: Any, state: dict):
         """``_run`` of each copy of a vmapped expectation, vmapped: ``(v, s, run, v_mean)``.
@@ -273,12 +282,13 @@ class Expectation:
         return self._run_copies(key, dynamic, static, tree, state)
 
     def _interpret(self, key: jax.Array, dynamic: list, static: list, tree: Any, state: dict):
+        """``(v, s, new estimator state, run)``."""
         v, s, run, tracked_value = self._run_all(key, dynamic, static, tree, state)
         new_state = {
             a: b.update_state(state.get(a, b.init_state()), tracked_value)
             for a, b in run.tracked.items()
         }
-        return v, s, new_state
+        return v, s, new_state, run
 
     def estimate(self, key: jax.Array, *args: Any) -> jax.Array:
         """An unbiased estimate of the expected value (``enum`` choices are summed exactly).
@@ -287,13 +297,61 @@ class Expectation:
             key: a PRNG key.
             *args: the integrand's arguments.
 
+        Differentiating it (``jax.grad(objective.estimate)``, forward or reverse mode) gives
+        the gradient ``grad_estimate`` gives for the same key: the derivative of the estimate
+        is the ADEV estimator's, not that of the values drawn (which would miss every score
+        and enumeration term). Inside another expectation it is the integrand itself, drawn
+        with this expectation's estimators (the outer expectation's overrides still win).
+
+        Args:
+            key: a PRNG key.
+            *args: the integrand's arguments.
+
         Returns:
             The estimate, with the integrand's shape.
+
+        Example:
+            >>> import jax
+            >>> from ppl import flip
+            >>> @expectation
+            ... def payoff(key, p):  # E = 3 p
+            ...     return 3.0 * flip.enum().simulate(key, (p,)).retval
+            >>> float(payoff.estimate(jax.random.key(0), 0.25))
+            0.75
+            >>> float(jax.grad(payoff.estimate, argnums=1)(jax.random.key(0), 0.25))
+            3.0
         """
         if is_tracing():
-            return self.fn(key, *args)
+            if not self.overrides:
+                return self.fn(key, *args)
+            with overriding(self.overrides) as scope:
+                value = self.fn(key, *args)
+            unmatched = [k for i, (k, _, _) in enumerate(self.overrides) if i not in scope.matched]
+            self._check_matched(unmatched, scope.addresses)
+            return value
         dynamic, static, tree = _split(args)
-        return self._interpret(key, dynamic, static, tree, {})[0]
+        return self._differentiable_value(key, dynamic, static, tree)
+
+    def _differentiable_value(self, key: jax.Array, dynamic: list, static: list, tree: Any):
+        """The estimate, whose JAX derivative is the surrogate's (ADEV's gradient); the
+        surrogate is only computed when the estimate is differentiated."""
+
+        @jax.custom_jvp
+        def value(key, dynamic):
+            return self._interpret(key, dynamic, static, tree, {})[0]
+
+        @value.defjvp
+        def value_jvp(primals, tangents):
+            key, dynamic = primals
+
+            def surrogate(dynamic):
+                v, s, _, _ = self._interpret(key, dynamic, static, tree, {})
+                return s, v
+
+            _, tangent, v = jax.jvp(surrogate, (dynamic,), (tangents[1],), has_aux=True)
+            return v, tangent
+
+        return value(key, dynamic)
 
     def value_and_grad(
         self,
@@ -320,8 +378,11 @@ class Expectation:
             raise TypeError("take gradients of the outermost expectation, not inside one")
         dynamic, static, tree = _split(args)
 
+        runs: list = []
+
         def surrogate(dynamic):
-            v, s, new_state = self._interpret(key, dynamic, static, tree, state or {})
+            v, s, new_state, run = self._interpret(key, dynamic, static, tree, state or {})
+            runs.append(run)
             if jnp.ndim(s) != 0:
                 raise TypeError(
                     f"{self!r} returns shape {jnp.shape(s)}; a gradient needs a scalar value "
@@ -329,7 +390,22 @@ class Expectation:
                 )
             return s, (v, new_state)
 
-        grads, (value, new_state) = jax.grad(surrogate, has_aux=True, allow_int=True)(dynamic)
+        try:
+            grads, (value, new_state) = jax.grad(surrogate, has_aux=True, allow_int=True)(dynamic)
+        except ValueError as error:
+            looped = runs[0].in_while if runs else []
+            if "while_loop" not in str(error) or not looped:
+                raise
+            addressed = sorted({a for a in looped if a}, key=str)
+            named = [f"at {show_many(addressed)}"] if addressed else []
+            named += ["without address"] if len(addressed) < len(set(looped)) else []
+            raise AddressError(
+                f"the random choices {' and '.join(named)} are drawn "
+                "inside a jax.lax.while_loop (or a fori_loop with traced bounds), and JAX "
+                "cannot differentiate through one in reverse mode: draw them in a "
+                "jax.lax.scan, or a fori_loop with Python int bounds (estimate still works "
+                "there, and jax.jvp of estimate gives directional derivatives)"
+            ) from error
         grad_args = _join(grads, [None] * len(static), tree)
         if isinstance(argnums, int):
             chosen: Any = grad_args[argnums]

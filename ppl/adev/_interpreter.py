@@ -46,6 +46,7 @@ class Run:
         self.matched: set[int] = set()
         self.addresses: list[tuple] = []
         self.tracked: dict[tuple, Baseline] = {}
+        self.in_while: list[tuple] = []  # addresses drawn inside a while_loop body
 
     def estimator_for(self, site: Site, guide_estimator: Estimator | None) -> Estimator:
         dist = probe(site)
@@ -375,6 +376,10 @@ class Machine(Context):
             raise AddressError(
                 "a jax.lax.while_loop condition draws random choices; draw them in the body"
             )
+
+        self.run_info.in_while.extend(
+            params["address"] for params in _samples_in(p["body_jaxpr"].jaxpr)
+        )
 
         def cond(state):
             (out,) = jaxpr_as_fun(p["cond_jaxpr"])(*cond_consts, *state[0])

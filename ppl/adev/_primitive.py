@@ -41,6 +41,52 @@ def is_tracing() -> bool:
     return _tracing.get()
 
 
+@dataclasses.dataclass
+class Scope:
+    """The estimator overrides of an expectation whose ``estimate`` is called inside another
+    expectation's integrand, applied to its draws as they are traced (``overriding``).
+
+    Attributes:
+        overrides: ``(key, selection, estimator)`` entries, as ``with_estimators`` makes them.
+        matched: indices of the entries some draw matched.
+        addresses: the addresses drawn while the scope was open.
+    """
+
+    overrides: tuple
+    matched: set = dataclasses.field(default_factory=set)
+    addresses: list = dataclasses.field(default_factory=list)
+
+
+_scopes: contextvars.ContextVar[tuple[Scope, ...]] = contextvars.ContextVar(
+    "ppl_adev_scopes", default=()
+)
+
+
+@contextlib.contextmanager
+def overriding(overrides: tuple) -> Iterator[Scope]:
+    """Applies ``overrides`` to the draws traced inside (an inner expectation's choices)."""
+    scope = Scope(overrides)
+    token = _scopes.set((*_scopes.get(), scope))
+    try:
+        yield scope
+    finally:
+        _scopes.reset(token)
+
+
+def _scoped(address: tuple, estimator: Any) -> Any:
+    """The estimator a draw at ``address`` binds with: the outermost open scope's matching
+    override (an enclosing expectation has the last word, as its own overrides have over
+    everything it calls), else the one chosen in the code."""
+    chosen = None
+    for scope in _scopes.get():
+        scope.addresses.append(address)
+        for i, (_, selection, override) in enumerate(scope.overrides):
+            if address and address in selection:
+                scope.matched.add(i)
+                chosen = override if chosen is None else chosen
+    return estimator if chosen is None else chosen
+
+
 def where(address: tuple) -> str:
     """How messages name a choice's address."""
     from ppl._address import show
@@ -151,6 +197,7 @@ def bind(distribution: Any, key: jax.Array, args: tuple, address: tuple, estimat
     """Draws from ``distribution(*args)`` through ``adev_sample`` (only while tracing)."""
     key_data = jax.random.key_data(key)
     args_leaves, args_tree = jax.tree_util.tree_flatten(args)
+    estimator = _scoped(tuple(address), estimator)
     est_leaves, est_tree = jax.tree_util.tree_flatten(estimator)
     return sample_p.bind(
         key_data,
