@@ -38,10 +38,19 @@ def _cumulative_weights(log_weights: jax.Array) -> jax.Array:
             f"log_weights must be a vector of one log weight per particle, got shape "
             f"{log_weights.shape}"
         )
-    # Dividing by the last partial sum makes every entry after the last positive weight exactly
-    # 1.0 and equal entries for zero weights, so no scheme can pick a zero-weight particle.
-    cumulative = jnp.cumsum(jax.nn.softmax(log_weights))
-    return cumulative / cumulative[-1]
+    return _monotone_cumsum(jax.nn.softmax(log_weights))
+
+
+def _monotone_cumsum(weights: jax.Array) -> jax.Array:
+    """``cumsum(weights) / sum``, non-decreasing, with the last entry exactly 1.
+
+    A float32 ``cumsum`` of thousands of terms is not monotone (XLA sums in a tree, and the
+    partial sums round differently), so a running maximum follows it. Dividing by the last
+    partial sum makes every entry after the last positive weight exactly 1.0 and equal
+    entries for zero weights, so no scheme can pick a zero-weight particle.
+    """
+    cumulative = jax.lax.cummax(jnp.cumsum(weights))
+    return cumulative / jnp.maximum(cumulative[-1], jnp.finfo(cumulative.dtype).tiny)
 
 
 def _indices_from_counts(counts: jax.Array, num_samples: int) -> jax.Array:
@@ -185,15 +194,16 @@ def residual(key: jax.Array, log_weights: jax.Array, num_samples: int) -> jax.Ar
         >>> residual(jax.random.key(0), jnp.log(jnp.array([0.5, 0.25, 0.25])), 4).tolist()
         [0, 0, 1, 2]
     """
-    cumulative = _cumulative_weights(log_weights)
+    _cumulative_weights(log_weights)  # checks the shape
     m = _check_num_samples(num_samples)
-    n = cumulative.shape[0]
-    expected = m * jnp.diff(cumulative, prepend=0.0)
+    n = log_weights.shape[0]
+    # From the weights themselves: differences of cumulative weights would round to small
+    # negative values (a floor of -1) and to copies of weights far below 1 / M.
+    expected = m * jax.nn.softmax(log_weights)
     whole = jnp.floor(expected)
     remaining = jnp.clip(m - jnp.sum(whole).astype(jnp.int32), 0, m)
-    leftover = jnp.cumsum(expected - whole)
-    leftover = leftover / jnp.maximum(leftover[-1], jnp.finfo(leftover.dtype).tiny)
-    uniforms = jax.random.uniform(key, (m,), dtype=cumulative.dtype)
+    leftover = _monotone_cumsum(expected - whole)
+    uniforms = jax.random.uniform(key, (m,), dtype=leftover.dtype)
     drawn = jnp.minimum(jnp.searchsorted(leftover, uniforms, side="right"), n - 1)
     used = jnp.arange(m) < remaining
     extra = jnp.zeros(n, jnp.int32).at[drawn].add(used.astype(jnp.int32))

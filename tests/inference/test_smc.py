@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jax.scipy.special import gammaln
 from jax.scipy.stats import multivariate_normal, norm
 from smc_checks import ROOT, Z_LIMIT, many_runs, z_score
@@ -104,6 +106,34 @@ def test_copy_counts_are_unbiased_with_at_most_multinomial_variance(name):
         else:  # the low-variance schemes: no more than multinomial's, and less in total
             assert np.all(variance < multinomial_variance + Z_LIMIT * error + 1e-12)
             assert variance.sum() < 0.5 * multinomial_variance.sum()
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.sampled_from([0.1, 1.0, 5.0, 20.0]),
+    n=st.sampled_from([300, 3000]),
+)
+def test_many_particles_keep_the_guaranteed_counts(seed, scale, n):
+    # Float32 sums of thousands of weights round: counts must still follow the exact weights.
+    # Residual gives a particle floor(M w) copies or more, systematic within one of M w and
+    # stratified within two; none copies one of weight zero (or below 2^-30, whose M w is far
+    # below one copy in a million).
+    log_weights = scale * jax.random.normal(jax.random.key(seed), (n,))
+    log_weights = log_weights.at[:3].set(-jnp.inf)
+    exact = np.asarray(log_weights, np.float64)
+    weights = np.exp(exact - exact.max())
+    weights /= weights.sum()
+    expected = n * weights
+    for name, scheme in SCHEMES.items():
+        ancestors = scheme(jax.random.key(seed + 1), log_weights, n)
+        counts = np.bincount(np.asarray(ancestors), minlength=n)
+        assert np.all(counts[weights < 2**-30] == 0), name
+        if name == "residual":
+            assert np.all(counts >= np.floor(expected * (1 - 1e-5))), name
+        if name in ("systematic", "stratified"):  # one comparison per stratum: within 1 or 2
+            limit = 1 if name == "systematic" else 2
+            assert np.all(np.abs(counts - expected) < limit + 1e-3 * expected + 1e-3), name
 
 
 def test_the_count_check_rejects_a_scheme_with_flattened_weights():
