@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import pickle
@@ -142,6 +143,8 @@ def run(
     kept_names = None if sample_stats is None else checked_names(sample_stats)
     programs = _programs(model, kernel, observed, thinning, placement, kept_names, log_likelihood)
     sizes = (num_chains, num_warmup, num_samples, num_chunks, thinning, kept_names, log_likelihood)
+    if checkpoint is not None:  # what else the saved chains depend on
+        sizes = (*sizes, _digest(observations, args, init, kernel))
     progress = _load(checkpoint, key, *sizes)
     traces = None
     if progress is None:
@@ -550,6 +553,25 @@ def _fingerprint(key, *sizes) -> list:
     return [np.asarray(jax.random.key_data(key)).tolist(), *sizes]
 
 
+def _digest(observations: ChoiceMap, args: tuple, init: Any, kernel: Kernel | None) -> str:
+    """A hash of the observations, arguments and starts (their structure and values) and of
+    the kind of kernel: a checkpoint of one run must not be resumed by another."""
+    digest = hashlib.sha256()
+    leaves, tree = jax.tree.flatten((observations, args, init))
+    digest.update(str(tree).encode())
+    for leaf in leaves:
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        if isinstance(leaf, jax.Array | np.ndarray):
+            value = np.asarray(leaf)
+            digest.update(f"{value.dtype}{value.shape}".encode() + value.tobytes())
+        else:
+            digest.update(repr(leaf).encode())
+    step = None if kernel is None else getattr(kernel.step, "__qualname__", type(kernel).__name__)
+    digest.update(repr(step).encode())
+    return digest.hexdigest()
+
+
 def _save(path, key, *rest) -> None:
     *sizes, state = rest
     tmp = f"{path}.tmp"
@@ -567,9 +589,10 @@ def _load(path, key, *sizes):
         saved = pickle.load(handle)
     if saved["fingerprint"] != _fingerprint(key, *sizes):
         raise ValueError(
-            f"checkpoint {path} was written by a run with another key or other sizes "
-            "(num_chains, num_warmup, num_samples, num_chunks, thinning, sample_stats, "
-            "log_likelihood); delete it or use another path"
+            f"checkpoint {path} was written by another run: another key, other observations, "
+            "args, init or kernel, or other sizes (num_chains, num_warmup, num_samples, "
+            "num_chunks, thinning, sample_stats, log_likelihood); delete it or use another "
+            "path"
         )
     return saved["state"]
 
