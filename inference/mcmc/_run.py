@@ -26,7 +26,7 @@ from inference.mcmc._sample_stats import (
     pack_stats,
     unpack_stats,
 )
-from inference.mcmc._unconstrained import Unconstrained
+from inference.mcmc._unconstrained import Unconstrained, is_constraint
 from inference.sharding._chains import ONE_DEVICE, ChainPlacement
 from ppl import AddressError, ChoiceMap, GenerativeFunction, select
 from ppl._choicemap import constrained_addresses
@@ -142,13 +142,23 @@ def run(
     placement.check(num_chains)
     kept_names = None if sample_stats is None else checked_names(sample_stats)
     programs = _programs(model, kernel, observed, thinning, placement, kept_names, log_likelihood)
-    sizes = (num_chains, num_warmup, num_samples, num_chunks, thinning, kept_names, log_likelihood)
+    sizes: tuple = (
+        num_chains,
+        num_warmup,
+        num_samples,
+        num_chunks,
+        thinning,
+        kept_names,
+        log_likelihood,
+    )
     if checkpoint is not None:  # what else the saved chains depend on
         sizes = (*sizes, _digest(observations, args, init, kernel))
     progress = _load(checkpoint, key, *sizes)
     traces = None
     if progress is None:
-        traces = _initial_traces(model, observations, observed, init, init_key, args, num_chains)
+        traces = _initial_traces(
+            model, observations, observed, init, init_key, args, num_chains, kernel is None
+        )
         traces = placement.place(traces)
 
     def save(progress: _Progress) -> None:
@@ -330,8 +340,9 @@ def _located(model, treedef, signature, key_dtype) -> tuple:
     return constrained_addresses(observations, structure)
 
 
-def _initial_traces(model, observations, observed, init, key, args, num_chains):
-    """Prior draws (``init=None``), per-choice prior medians (``"median"``), or user values."""
+def _initial_traces(model, observations, observed, init, key, args, num_chains, interior=False):
+    """Prior draws (``init=None``), per-choice prior medians (``"median"``), or user values;
+    with ``interior``, each in the interior of its support (for NUTS)."""
     if isinstance(init, str) and init != "median":
         raise ValueError(f"init must be None, 'median' or a dict of values, got {init!r}")
     given = (
@@ -342,12 +353,36 @@ def _initial_traces(model, observations, observed, init, key, args, num_chains):
     # Compiled once per model and kind of start.
     compiled = compilable(args)
     inputs = (jax.random.split(key, num_chains), given, observations, args)
-    traces, scores = _starter(model, observed, init == "median", compiled)(*inputs)
+    traces, scores, positions = _starter(model, observed, init == "median", compiled, interior)(
+        *inputs
+    )
     if compiled and not np.all(np.isfinite(np.asarray(scores))):
         # Run again eagerly, where a value outside its support is named with its support.
-        traces, scores = _starter(model, observed, init == "median", False)(*inputs)
+        traces, scores, positions = _starter(model, observed, init == "median", False, interior)(
+            *inputs
+        )
     _check_initial_points(traces, scores)
+    if positions is not None:
+        _check_interior(traces, positions)
     return traces
+
+
+def _check_interior(traces: Any, positions: ChoiceMap) -> None:
+    """Raises naming the first start that NUTS cannot move: a value on the boundary of a
+    closed support (``uniform``'s 1.0), which the map onto the unconstrained space sends to
+    infinity."""
+    for path, u in zip(positions.leaf_paths(), jax.tree.leaves(positions), strict=True):
+        finite = np.isfinite(np.asarray(u)).reshape(np.shape(u)[0], -1).all(axis=1)
+        if not finite.all():
+            chain = int(np.flatnonzero(~finite)[0])
+            value = np.asarray(traces.choices[path])[chain]
+            shown = value.tolist() if value.size <= 6 else f"an array of shape {value.shape}"
+            raise AddressError(
+                f"chain {chain} starts at {{addr}} = {shown}, on the boundary of its support: "
+                "NUTS moves the choice on the unconstrained space, where that point lies at "
+                "infinity; give an init value inside the support's interior",
+                path,
+            )
 
 
 def compilable(args: tuple) -> bool:
@@ -357,10 +392,13 @@ def compilable(args: tuple) -> bool:
 
 
 @functools.lru_cache(maxsize=32)
-def _starter(model: GenerativeFunction, observed: tuple, median: bool, compiled: bool) -> Callable:
-    """``(keys, given, observations, args) -> (traces, scores)``, one per key (jitted if
-    ``compiled``; the scores are computed in the same program, not read from the traces
-    afterwards, which would take an eager computation per call's score)."""
+def _starter(
+    model: GenerativeFunction, observed: tuple, median: bool, compiled: bool, interior: bool
+) -> Callable:
+    """``(keys, given, observations, args) -> (traces, scores, positions)``, one per key
+    (jitted if ``compiled``; the scores are computed in the same program, not read from the
+    traces afterwards, which would take an eager computation per call's score). ``positions``
+    are the latent choices on the unconstrained space (``interior``), else ``None``."""
     latent = ~select(*observed)
 
     def start(key, given, observations, args):
@@ -368,16 +406,39 @@ def _starter(model: GenerativeFunction, observed: tuple, median: bool, compiled:
             draws, _ = jax.vmap(lambda k: model.generate(k, observations, args))(
                 jax.random.split(jax.random.fold_in(key, 1), 15)
             )
-            medians = jax.tree.map(
-                lambda v: jnp.median(v, axis=0).astype(v.dtype), draws.choices.filter(latent)
-            )
-            trace = model.generate(key, medians | observations, args)[0]
+            trace = model.generate(key, _medians(model, draws, latent) | observations, args)[0]
         else:
             trace = model.generate(key, given, args)[0]
-        return trace, trace.score
+        position = Unconstrained(model, trace, latent).position(trace) if interior else None
+        return trace, trace.score, position
 
     starts = jax.vmap(start, in_axes=(0, None, None, None))
     return jax.jit(starts) if compiled else starts
+
+
+def _medians(model: GenerativeFunction, draws: Any, latent: Any) -> ChoiceMap:
+    """Each latent choice's median over ``draws`` (a batch of traces): of a continuous choice
+    on the unconstrained space, mapped back (the element-wise median of points on a simplex
+    is not on it), of a discrete one element-wise."""
+    first = jax.tree.map(lambda x: x[0], draws)
+    supports = model.supports(first).filter(latent)
+    discrete = [
+        path
+        for path, support in zip(
+            supports.leaf_paths(), jax.tree.leaves(supports, is_leaf=is_constraint), strict=True
+        )
+        if support.is_discrete
+    ]
+    medians = jax.tree.map(
+        lambda v: jnp.median(v, axis=0).astype(v.dtype),
+        draws.choices.filter(latent & select(*discrete)),
+    )
+    continuous = latent & ~select(*discrete)
+    if not model.supports(first).filter(continuous).is_empty():
+        view = Unconstrained(model, first, continuous)
+        positions = jax.vmap(view.position)(draws)
+        medians = medians | view.constrain(jax.tree.map(lambda u: jnp.median(u, 0), positions))
+    return medians
 
 
 class _Programs(NamedTuple):

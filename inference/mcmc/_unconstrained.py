@@ -29,7 +29,7 @@ from ppl._address import show
 from ppl._jax_internals import input_dependence
 
 
-def _is_constraint(node: Any) -> bool:
+def is_constraint(node: Any) -> bool:
     return isinstance(node, constraints.Constraint)
 
 
@@ -78,7 +78,7 @@ class Unconstrained:
             )
         paths = supports.leaf_paths()
         for path, support in zip(
-            paths, jax.tree.leaves(supports, is_leaf=_is_constraint), strict=True
+            paths, jax.tree.leaves(supports, is_leaf=is_constraint), strict=True
         ):
             if support.is_discrete:
                 raise AddressError(
@@ -168,7 +168,7 @@ class Unconstrained:
 
 def _transforms(supports: ChoiceMap) -> Any:
     """``biject_to`` of each support: the map from the unconstrained space onto it."""
-    return jax.tree.map(biject_to, supports, is_leaf=_is_constraint)
+    return jax.tree.map(biject_to, supports, is_leaf=is_constraint)
 
 
 def _passes(supports_at: Any, trace: Any, chosen: ChoiceMap, supports: ChoiceMap) -> int:
@@ -184,12 +184,12 @@ def _passes(supports_at: Any, trace: Any, chosen: ChoiceMap, supports: ChoiceMap
 
     def parameters(leaves):
         supports = supports_at(trace, jax.tree.unflatten(treedef, leaves))
-        return [jax.tree.leaves(c) for c in jax.tree.leaves(supports, is_leaf=_is_constraint)]
+        return [jax.tree.leaves(c) for c in jax.tree.leaves(supports, is_leaf=is_constraint)]
 
     dependence = input_dependence(parameters, values)
     # reads[i]: the selected values that choice i's support parameters depend on.
     reads, start = [], 0
-    for constraint in jax.tree.leaves(supports, is_leaf=_is_constraint):
+    for constraint in jax.tree.leaves(supports, is_leaf=is_constraint):
         count = len(jax.tree.leaves(constraint))
         rows = dependence[start : start + count]
         reads.append({j for row in rows for j, used in enumerate(row) if used})

@@ -13,7 +13,19 @@ from hypothesis import strategies as st
 
 from inference import mcmc
 from inference.mcmc import _run, _sample_stats
-from ppl import AddressError, ChoiceMap, Vmap, gamma, gen, mv_normal, normal, select
+from ppl import (
+    AddressError,
+    ChoiceMap,
+    Vmap,
+    categorical,
+    dirichlet,
+    gamma,
+    gen,
+    mv_normal,
+    normal,
+    select,
+    uniform,
+)
 
 KEY = jax.random.key(3)
 
@@ -208,6 +220,34 @@ def test_median_and_user_initialisation():
         assert np.all(np.isfinite(data.posterior["mu"]))
     with pytest.raises(ValueError, match="init must be"):
         mcmc.run(location, DATA, KEY, init="mode", **SETTINGS)
+
+
+@gen
+def bounded():
+    x = uniform(0.0, 1.0) @ "x"
+    return normal(x, 1.0) @ "y"
+
+
+def test_a_start_on_the_boundary_of_a_closed_support_is_named_for_nuts():
+    settings = dict(SETTINGS, num_warmup=4, num_samples=4)
+    # uniform's support [0, 1] holds 1.0, but NUTS moves x as logit(x): 1.0 is at infinity.
+    with pytest.raises(AddressError, match=r"'x'.*boundary"):
+        mcmc.run(bounded, {"y": 0.3}, KEY, init={"x": 1.0}, **settings)
+    moved = mcmc.run(
+        bounded, {"y": 0.3}, KEY, init={"x": 1.0}, kernel=mcmc.mh(bounded, select("x")), **settings
+    )
+    assert moved.posterior["x"].shape == (2, 4)
+
+
+def test_median_starts_lie_on_a_simplex():
+    @gen
+    def shares():
+        p = dirichlet(jnp.ones(3)) @ "p"
+        return categorical(p) @ "y"
+
+    settings = dict(SETTINGS, num_warmup=20, num_samples=10)
+    data = mcmc.run(shares, {"y": 1}, KEY, init="median", **settings)
+    np.testing.assert_allclose(data.posterior["p"].sum("p_dim_0"), 1.0, rtol=1e-5)
 
 
 def test_posterior_predictive_resimulates_the_observations_given_each_draw():
