@@ -7,6 +7,7 @@ from inference.mcmc._gradient import hmc as hmc
 from inference.mcmc._gradient import mala as mala
 from inference.mcmc._gradient import nuts as nuts
 from inference.mcmc._kernel import Kernel as Kernel
+from inference.mcmc._kernel import chain as chain
 from inference.mcmc._kernel import cycle as cycle
 from inference.mcmc._mh import MHInfo as MHInfo
 from inference.mcmc._mh import mh as mh

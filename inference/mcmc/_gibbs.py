@@ -10,7 +10,7 @@ import numpy as np
 from numpyro.distributions import constraints
 
 from inference.mcmc._kernel import Kernel, _identity
-from ppl import AddressError, ChoiceMap, GenerativeFunction
+from ppl import AddressError, ChoiceMap, GenerativeFunction, select
 from ppl._address import to_path
 from ppl._choicemap import Masked
 
@@ -96,7 +96,7 @@ def gibbs(model: GenerativeFunction, address: Any, support: Any = None) -> Kerne
         trace, log_conditionals = jax.lax.scan(one, trace, (jnp.arange(size), keys))
         return trace, GibbsInfo(log_conditionals[-1])
 
-    return Kernel(_identity, step)
+    return Kernel(_identity, step, select(path))
 
 
 def _support_at(model: GenerativeFunction, trace: Any, path: tuple) -> Any:

@@ -27,7 +27,7 @@ def _on_trace(model: GenerativeFunction, selection: Selection, make: Callable) -
         state, info = algorithm.step(key, algorithm.init(view.position(trace)))
         return view.to_trace(state.position, trace), info
 
-    return Kernel(_identity, step)
+    return Kernel(_identity, step, selection)
 
 
 def hmc(

@@ -54,7 +54,7 @@ def mh(model: GenerativeFunction, selection: Selection) -> Kernel:
         new, log_ratio = model.regenerate(propose_key, trace, selection)
         return _accept(accept_key, trace, new, log_ratio)
 
-    return Kernel(_identity, step)
+    return Kernel(_identity, step, selection)
 
 
 def mh_proposal(

@@ -138,6 +138,7 @@ def run(
     observations = ChoiceMap.from_dict(observations)
     init_key, warmup_key, sample_key = jax.random.split(key, 3)
     observed = _observed_addresses(model, observations, key, args)
+    _check_kernel_leaves_observations(kernel, observed)
     placement = ChainPlacement(mesh)
     placement.check(num_chains)
     kept_names = None if sample_stats is None else checked_names(sample_stats)
@@ -365,6 +366,20 @@ def _initial_traces(model, observations, observed, init, key, args, num_chains, 
     if positions is not None:
         _check_interior(traces, positions)
     return traces
+
+
+def _check_kernel_leaves_observations(kernel: Kernel | None, observed: tuple) -> None:
+    """Raises if ``kernel`` would move an observed choice (it would resample the data)."""
+    if kernel is None or kernel.moves is None:
+        return
+    for path in observed:
+        if path in kernel.moves:
+            raise AddressError(
+                "the kernel moves {addr}, which is observed: its steps would resample the "
+                "data; leave the observed addresses out of its selection (e.g. "
+                "select(...) & ~select(observed address))",
+                path,
+            )
 
 
 def _check_interior(traces: Any, positions: ChoiceMap) -> None:

@@ -137,6 +137,34 @@ def test_run_with_a_cycle_of_mh_kernels_on_beta_binomial():
     assert {"kernel0_acceptance_rate", "kernel1_accepted"} <= set(data.sample_stats)
 
 
+def test_chain_repeats_a_kernel_within_a_step():
+    kernel = mcmc.chain(mcmc.mh(gamma_poisson, select("rate")), 3)
+    traces = _chains(kernel, gamma_poisson, {"counts": COUNTS}, steps=700)
+    assert_moments(traces.choices["rate"][:, 70:], *GAMMA_POSTERIOR)
+    # Three MH steps per step: the same chain as every third step of the kernel itself.
+    mh = mcmc.mh(gamma_poisson, select("rate"))
+    trace, _ = gamma_poisson.generate(KEY, {"counts": COUNTS}, ())
+    by_hand = trace
+    for k in jax.random.split(jax.random.key(5), 3):
+        by_hand, _ = mh.step(k, by_hand)
+    chained, info = kernel.step(jax.random.key(5), trace)
+    assert float(chained.choices["rate"]) == float(by_hand.choices["rate"])
+    assert info.acceptance_rate.shape == ()
+    with pytest.raises(ValueError, match="num_steps"):
+        mcmc.chain(mh, 0)
+
+
+def test_a_kernel_that_moves_an_observed_choice_is_refused_by_name():
+    settings = dict(num_chains=2, num_warmup=2, num_samples=2, progress_bar=False)
+    for kernel in (
+        mcmc.mh(gamma_poisson, select("rate", "counts")),
+        mcmc.cycle(mcmc.mh(gamma_poisson, select("rate")), mcmc.gibbs(gamma_poisson, "counts")),
+        mcmc.chain(mcmc.mh(gamma_poisson, ~select("rate")), 2),
+    ):
+        with pytest.raises(AddressError, match=r"'counts'.*observed"):
+            mcmc.run(gamma_poisson, {"counts": COUNTS}, KEY, kernel=kernel, **settings)
+
+
 def test_nuts_on_a_discrete_choice_is_refused_by_name():
     @gen
     def mixed():
