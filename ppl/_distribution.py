@@ -299,8 +299,8 @@ class Distribution(GenerativeFunction):
         score = self._log_density(dist, value)
         return DistributionTrace(value, score), score - trace.score, discard
 
-    def _supports(self, trace, args):
-        return self.numpyro(args).support
+    def _sites(self, trace, args, query):
+        return query(self.numpyro(args), trace.value)
 
     def _regenerate(self, key, trace, selection: Selection, args):
         flag = selection.leaf_flag()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -86,6 +87,19 @@ class Invocation:
                 ".assess(choices, args)"
             )
         return handler.visit(address, self.gen_fn, self.args)
+
+
+SiteQuery = Callable[[Any, Any], Any]
+"""``(numpyro_distribution, value) -> result``: what ``GenerativeFunction._sites`` asks of
+each choice."""
+
+
+def _support(distribution: Any, value: Any) -> Any:
+    return distribution.support
+
+
+def _log_prob(distribution: Any, value: Any) -> Any:
+    return distribution.log_prob(value)
 
 
 def _trace_args(trace: Trace, method: str) -> tuple:
@@ -232,7 +246,24 @@ class GenerativeFunction(abc.ABC):
             >>> model.supports(model.simulate(jax.random.key(0), ())).to_dict()
             {'scale': Positive(lower_bound=0.0), 'x': Real()}
         """
-        return self._supports(trace, _trace_args(trace, "supports"))
+        return self._sites(trace, _trace_args(trace, "supports"), _support)
+
+    def pointwise_scores(self, trace: Trace) -> Any:
+        """The log density of every choice in ``trace`` per element of its distribution's batch
+        shape, shaped like the choices (``site_scores`` holds their sums): the pointwise
+        log-likelihood that arviz's LOO and WAIC need when the choices are observations.
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> from ppl import gen, normal
+            >>> @gen
+            ... def model():
+            ...     return normal(jnp.zeros(3), 1.0) @ "x"
+            >>> trace, _ = model.generate(jax.random.key(0), {"x": jnp.zeros(3)}, ())
+            >>> model.pointwise_scores(trace)["x"].round(4).tolist()
+            [-0.9189, -0.9189, -0.9189]
+        """
+        return self._sites(trace, _trace_args(trace, "pointwise_scores"), _log_prob)
 
     # -- combinator shorthands ---------------------------------------------------------------
     def vmap(self, in_axes: Any = 0, axis_size: int | None = None) -> GenerativeFunction:
@@ -273,7 +304,9 @@ class GenerativeFunction(abc.ABC):
     ) -> tuple[Trace, jax.Array, Any]: ...
 
     @abc.abstractmethod
-    def _supports(self, trace: Trace, args: tuple) -> Any: ...
+    def _sites(self, trace: Trace, args: tuple, query: SiteQuery) -> Any:
+        """``query(numpyro_distribution, value)`` at every choice of ``trace``, shaped like the
+        choices (``supports``, ``pointwise_scores``)."""
 
     @abc.abstractmethod
     def _regenerate(

@@ -179,7 +179,7 @@ class Marginal(_Estimated):
         )
         return EstimatedTrace(x, _log_mean_exp(w), args, joint.retval)
 
-    def _supports(self, trace, args):
+    def _sites(self, trace, args, query):
         raise NotImplementedError("supports of a marginal: use the joint's supports")
 
 
@@ -271,7 +271,7 @@ class Normalize(_Estimated):
         log_p, _ = self.model.assess(x | self.observations, tuple(args))
         return log_p - _log_mean_exp(w), x
 
-    def _supports(self, trace, args):
+    def _sites(self, trace, args, query):
         raise NotImplementedError("supports of a normalized target: use the model's supports")
 
 

@@ -409,17 +409,19 @@ class _Regenerate(_Update):
         return trace
 
 
-class _Supports(_Handler):
-    """Replays a trace (each call returns its recorded value) collecting the supports."""
+class _Sites(_Handler):
+    """Replays a trace (each call returns its recorded value) collecting ``query`` at every
+    choice (``GenerativeFunction._sites``)."""
 
-    def __init__(self, owner, previous: StaticTrace):
+    def __init__(self, owner, previous: StaticTrace, query):
         super().__init__(None, owner)
         self.previous = dict(zip(previous.addresses, previous.subtraces, strict=True))
+        self.query = query
         self.found: dict = {}
 
     def run(self, path, gen_fn, args):
         old = self.previous[path]
-        self.found[path] = gen_fn._supports(old, args)
+        self.found[path] = gen_fn._sites(old, args, self.query)
         return old
 
 
@@ -488,8 +490,8 @@ class StaticGenerativeFunction(GenerativeFunction):
         handler.drop_unvisited()
         return self._trace(handler, retval), handler.weight, ChoiceMap(handler.discard)
 
-    def _supports(self, trace, args):
-        handler = _Supports(repr(self), trace)
+    def _sites(self, trace, args, query):
+        handler = _Sites(repr(self), trace, query)
         self._run(handler, args)
         return ChoiceMap(handler.found)
 

@@ -116,7 +116,8 @@ def run(
     Returns:
         An arviz ``DataTree`` with groups posterior (one variable per latent address, dims
         ``chain, draw, ...``), sample_stats, observed_data and, unless ``log_likelihood`` is
-        false, log_likelihood (pointwise for observed plates, so ``arviz.loo`` works).
+        false, log_likelihood (pointwise: per element of each observed site's batch shape, from
+        ``model.pointwise_scores``, so ``arviz.loo`` works).
 
     Raises:
         AddressError: if an initial point has log density -inf (naming the address), an
@@ -491,7 +492,7 @@ def _programs(
         return adaptation.sample(key, state, parameters)
 
     def kept_of(trace):
-        scores = trace.site_scores.filter(~latent) if log_likelihood else None
+        scores = model.pointwise_scores(trace).filter(~latent) if log_likelihood else None
         return trace.choices.filter(latent), scores
 
     # What a draw keeps: the choices and observed site scores of a given kernel's trace; of

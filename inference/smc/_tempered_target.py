@@ -189,6 +189,6 @@ class Tempered(GenerativeFunction):
         _, model_args = self._split(args)
         return dataclasses.replace(trace, inner=self.model._with_args(trace.inner, model_args))
 
-    def _supports(self, trace, args):
+    def _sites(self, trace, args, query):
         _, model_args = self._split(args)
-        return self.model._supports(trace.inner, model_args)
+        return self.model._sites(trace.inner, model_args, query)

@@ -148,13 +148,13 @@ class IndexedTrace(Trace):
         return dataclasses.replace(self, inner=self.inner._with_held_scores(scores))
 
 
-def repeated_supports(inner_supports: Any, inner_trace: Any, args: tuple, axes: tuple) -> ChoiceMap:
-    """The supports of ``n`` repeats, keeping constraint parameters that are static.
+def repeated_sites(inner_sites: Any, inner_trace: Any, args: tuple, axes: tuple) -> ChoiceMap:
+    """What ``inner_sites(trace, args)`` gives at every choice of ``n`` repeats (supports,
+    pointwise scores), keeping the parts that are static.
 
-    ``inner_supports(trace, args)`` gives one repeat's; ``args`` are the repeats' arguments,
-    mapped along ``axes`` (``None``: shared). Parameters fixed by shapes (a categorical's number
-    of categories) stay Python numbers, so finite supports can be enumerated; parameters
-    computed from values are batched.
+    ``args`` are the repeats' arguments, mapped along ``axes`` (``None``: shared). Support
+    parameters fixed by shapes (a categorical's number of categories) stay Python numbers, so
+    finite supports can be enumerated; parameters computed from values are batched.
     """
 
     def first_of(arg: Any, axis: int | None) -> Any:
@@ -163,8 +163,8 @@ def repeated_supports(inner_supports: Any, inner_trace: Any, args: tuple, axes: 
         return jax.tree.map(lambda v: jnp.take(v, 0, axis=axis), arg)
 
     first_args = tuple(first_of(a, axis) for a, axis in zip(args, axes, strict=True))
-    first = inner_supports(jax.tree.map(lambda v: v[0], inner_trace), first_args)
-    batched = jax.vmap(inner_supports, in_axes=(0, axes))(inner_trace, args)
+    first = inner_sites(jax.tree.map(lambda v: v[0], inner_trace), first_args)
+    batched = jax.vmap(inner_sites, in_axes=(0, axes))(inner_trace, args)
     merged = jax.tree.map(
         lambda a, b: a if isinstance(a, int | float | bool) else b, first, batched
     )

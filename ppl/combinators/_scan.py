@@ -25,7 +25,7 @@ from ppl.combinators._indexed import (
     batched_discard,
     check_every_index,
     rebuild_selection,
-    repeated_supports,
+    repeated_sites,
 )
 
 
@@ -164,7 +164,7 @@ class Scan(GenerativeFunction):
         )
         return (self._trace(inner, args), jnp.sum(weights), batched_discard(discard, constraints))
 
-    def _supports(self, trace, args):
+    def _sites(self, trace, args, query):
         init, xs = args
         new_carries, _ = trace.inner.retval
 
@@ -172,7 +172,11 @@ class Scan(GenerativeFunction):
             return jnp.concatenate([jnp.asarray(first, later.dtype)[None], later[:-1]])
 
         carries = jax.tree.map(step_inputs, init, new_carries)
-        return repeated_supports(self.kernel._supports, trace.inner, (carries, xs), (0, 0))
+
+        def step(t, a):
+            return self.kernel._sites(t, a, query)
+
+        return repeated_sites(step, trace.inner, (carries, xs), (0, 0))
 
     def _regenerate(self, key, trace, selection, args):
         template, flags = batched_selection(selection, self._size(args))

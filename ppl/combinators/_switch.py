@@ -125,14 +125,14 @@ class Switch(GenerativeFunction):
         )
         return SwitchTrace(branch, None, branch.score), weight, discard
 
-    def _supports(self, trace, args):
+    def _sites(self, trace, args, query):
         index, branch_args = self._split(args)
         if not isinstance(index, jax.core.Tracer):
             i = int(index)
-            return self.branches[i]._supports(trace.branch, branch_args[i])
+            return self.branches[i]._sites(trace.branch, branch_args[i], query)
         return self._switch(
             index,
-            lambda i, b: b._supports(trace.branch, branch_args[i]),
+            lambda i, b: b._sites(trace.branch, branch_args[i], query),
             "give supports of the same kind when the branch index is traced (record it "
             "concretely, or give the branches the same supports)",
             describe=str,

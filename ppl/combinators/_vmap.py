@@ -20,7 +20,7 @@ from ppl.combinators._indexed import (
     batched_discard,
     check_every_index,
     rebuild_selection,
-    repeated_supports,
+    repeated_sites,
 )
 
 
@@ -162,8 +162,11 @@ class Vmap(GenerativeFunction):
         )
         return self._trace(inner, args), jnp.sum(weights), batched_discard(discard, constraints)
 
-    def _supports(self, trace, args):
-        return repeated_supports(self.gen_fn._supports, trace.inner, args, self._axes(args))
+    def _sites(self, trace, args, query):
+        def inner(t, a):
+            return self.gen_fn._sites(t, a, query)
+
+        return repeated_sites(inner, trace.inner, args, self._axes(args))
 
     def _regenerate(self, key, trace, selection, args):
         n = self._size(args)

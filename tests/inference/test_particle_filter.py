@@ -131,8 +131,8 @@ class WeightDroppedAt(GenerativeFunction):
     def _regenerate(self, key, trace, selection, args):
         return self.inner._regenerate(key, trace, selection, args)
 
-    def _supports(self, trace, args):
-        return self.inner._supports(trace, args)
+    def _sites(self, trace, args, query):
+        return self.inner._sites(trace, args, query)
 
 
 def filter_runs(run_one, extra=lambda result: jnp.zeros(())):

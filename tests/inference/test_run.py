@@ -291,6 +291,32 @@ def test_log_likelihood_group_supports_loo():
     assert np.isfinite(loo.elpd)
 
 
+def test_log_likelihood_is_pointwise_over_a_vector_or_matrix_observation():
+    @gen
+    def vector():
+        mu = normal(0.0, 1.0) @ "mu"
+        normal(jnp.full(5, mu), 1.0) @ "ys"
+        return normal(jnp.full((2, 3), mu), 2.0) @ "zs"
+
+    ys, zs = jnp.array([0.1, 0.4, -0.3, 1.2, 0.8]), jnp.arange(6.0).reshape(2, 3) / 4
+    data = mcmc.run(
+        vector,
+        {"ys": ys, "zs": zs},
+        KEY,
+        num_chains=2,
+        num_warmup=30,
+        num_samples=20,
+        progress_bar=False,
+    )
+    assert data.log_likelihood["ys"].shape == (2, 20, 5)
+    assert data.log_likelihood["zs"].shape == (2, 20, 2, 3)
+    mu = data.posterior["mu"].values[..., None]
+    expected = -0.5 * (np.asarray(ys) - mu) ** 2 - 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(data.log_likelihood["ys"].values, expected, rtol=1e-5, atol=1e-5)
+    loo = arviz.loo(data, var_name="ys")
+    assert np.isfinite(loo.elpd)
+
+
 def test_nuts_on_a_vector_valued_site_recovers_the_covariance():
     covariance = jnp.array([[1.0, 0.8, 0.0], [0.8, 1.0, -0.3], [0.0, -0.3, 0.5]])
 

@@ -201,7 +201,7 @@ class ScoreDropped(GenerativeFunction):
     def _assess(self, choices, args):
         raise NotImplementedError
 
-    _generate = _update = _regenerate = _supports = _assess  # type: ignore[assignment]
+    _generate = _update = _regenerate = _sites = _assess  # type: ignore[assignment]
 
 
 def importance_runs(proposal, runs=400, particles=200):
