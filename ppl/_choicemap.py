@@ -231,7 +231,7 @@ class ChoiceMap(Mapping):
             # Both are the batched values of a combinator's repeats: merge them as batched.
             plain = [cm for cm in (self, other) if cm._indexed and set(cm._entries) != {LEAF}]
             if len(plain) != 1:
-                raise ValueError("cannot merge a combinator's bare values with a map")
+                return _merge_repeats(self, other)
             left, right = (
                 ChoiceMap._raw(dict(cm._entries)) if cm._indexed else cm for cm in (self, other)
             )
@@ -403,10 +403,33 @@ def _filter(node: Any, selection: Any, kept: int = 0) -> Any:
     return ChoiceMap._raw(entries)
 
 
+def _merge_repeats(left: ChoiceMap, right: ChoiceMap) -> ChoiceMap:
+    """``left | right`` where one holds a combinator's repeats as one batched value and the
+    other some repeats by index (``{1: v}``, as a selection of some repeats filters them):
+    the indexed values replace those rows, or the batched value replaces them all."""
+    bare, some = (left, right) if left._indexed else (right, left)
+    value = bare._entries.get(LEAF)
+    if (
+        set(bare._entries) != {LEAF}
+        or isinstance(value, ChoiceMap)
+        or not all(
+            isinstance(k, int) and not isinstance(v, ChoiceMap) for k, v in some._entries.items()
+        )
+    ):
+        raise ValueError("cannot merge a combinator's bare values with a map")
+    if some is left:  # the batched value wins everywhere
+        return bare
+    merged = jnp.asarray(value)
+    for i, row in some._entries.items():
+        merged = merged.at[i].set(row)
+    return ChoiceMap._raw({LEAF: merged}, True)
+
+
 def _repeat(node: ChoiceMap, i: int, kept: int) -> Any:
     """Repeat ``i`` of an indexed node whose index axis follows ``kept`` leading axes."""
     index = (slice(None),) * kept + (i,)
-    sliced = jax.tree.map(lambda v: v[index], node._entries)
+    # Supports of repeats keep static parameters (Python numbers, no index axis) shared.
+    sliced = jax.tree.map(lambda v: v[index] if jnp.ndim(v) > kept else v, node._entries)
     return sliced[LEAF] if set(sliced) == {LEAF} else ChoiceMap._raw(sliced)
 
 

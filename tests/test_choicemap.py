@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+import ppl
 from ppl import ChoiceMap, Scan, Vmap, gen, normal, select
 
 components = st.one_of(st.sampled_from(["a", "b", "c", "y"]), st.integers(0, 3))
@@ -188,3 +189,29 @@ def test_filter_by_an_index_below_a_wildcard_picks_the_inner_repeat():
     assert picked.leaf_paths() == [("w", ..., "h", 1)]
     np.testing.assert_array_equal(picked["w", ..., "h", 1], h[:, 1])
     assert picked["w", 2, "h", 1] == h[2, 1]
+
+
+@given(
+    rows=st.sets(st.integers(0, 4), max_size=5),
+    values=st.lists(st.floats(-5, 5, width=32), min_size=5, max_size=5),
+)
+def test_some_repeats_by_index_merge_into_the_batched_repeats(rows, values):
+    # A selection of some repeats filters them one by one ({1: v}); merged back into the
+    # repeats' batched value they replace those rows (and the batched value replaces them all).
+    plate = Vmap(normal, in_axes=(0, None))
+    trace = plate.simulate(jax.random.key(0), (jnp.zeros(5), 1.0))
+    some = ChoiceMap({i: values[i] for i in rows})
+    merged = trace.choices | some
+    expected = np.asarray(trace.choices[...]).copy()
+    for i in rows:
+        expected[i] = values[i]
+    np.testing.assert_array_equal(np.asarray(merged[...]), expected)
+    if rows:
+        np.testing.assert_array_equal(np.asarray((some | trace.choices)[...]), trace.choices[...])
+
+
+def test_a_repeat_of_supports_keeps_their_static_parameters():
+    plate = Vmap(ppl.uniform, in_axes=(None, 0))
+    trace = plate.simulate(jax.random.key(0), (0.0, jnp.array([1.0, 2.0, 3.0])))
+    support = plate.supports(trace)[1]
+    assert support.lower_bound == 0.0 and float(support.upper_bound) == 2.0

@@ -70,7 +70,7 @@ class Unconstrained:
     def __init__(self, model: GenerativeFunction, trace: Any, selection: Selection):
         self.model = model
         self.selection = selection
-        supports = model.supports(trace).filter(selection)
+        supports = self._supports(trace)
         if supports.is_empty():
             raise AddressError(
                 "the selection holds no choice of this trace; it has "
@@ -97,11 +97,23 @@ class Unconstrained:
             else 1  # no support has a computed parameter (real, positive, ...)
         )
 
+    def _supports(self, trace: Any) -> ChoiceMap:
+        """The supports of the selected choices, shaped like them. Where the selection names
+        some repeats of a ``Vmap``/``Scan`` site (the others observed), the choices hold those
+        repeats one by one, and so do the supports then."""
+        supports = self.model.supports(trace).filter(self.selection)
+        chosen = trace.choices.filter(self.selection)
+        shape: Any = jax.tree.structure(supports, is_leaf=is_constraint)
+        if shape == jax.tree.structure(chosen):
+            return supports
+        every = self.model.supports(trace)
+        return ChoiceMap({path: every[path] for path in chosen.leaf_paths()})
+
     def _supports_at(self, trace: Any, values: ChoiceMap) -> ChoiceMap:
         # Before the last pass a value may lie outside the support its parents now give it.
         with validation(False):
             moved, _, _ = self.model.update(jax.random.key(0), trace, values)
-        return self.model.supports(moved).filter(self.selection)
+        return self._supports(moved)
 
     def _transforms_at(self, trace: Any, values: ChoiceMap) -> Any:
         return _transforms(self._supports_at(trace, values))
@@ -111,7 +123,7 @@ class Unconstrained:
         chosen = trace.choices.filter(self.selection)
         transforms = self.transforms
         if self.passes > 1:  # the supports at this trace's own values
-            transforms = _transforms(self.model.supports(trace).filter(self.selection))
+            transforms = _transforms(self._supports(trace))
         return jax.tree.map(lambda t, x: t.inv(x), transforms, chosen, is_leaf=_is_transform)
 
     def constrain(self, position: ChoiceMap) -> ChoiceMap:

@@ -37,6 +37,14 @@ def location():
 
 
 DATA = {"ys": jnp.array([0.3, 1.1, 0.7, 1.6])}
+
+
+@gen
+def location3():
+    mu = normal(0.0, 1.0) @ "mu"
+    return Vmap(normal, in_axes=(None, None), axis_size=3)(mu, 1.0) @ "ys"
+
+
 SETTINGS = dict(num_chains=2, num_warmup=50, num_samples=40, num_chunks=4, progress_bar=False)
 
 
@@ -315,6 +323,25 @@ def test_log_likelihood_is_pointwise_over_a_vector_or_matrix_observation():
     np.testing.assert_allclose(data.log_likelihood["ys"].values, expected, rtol=1e-5, atol=1e-5)
     loo = arviz.loo(data, var_name="ys")
     assert np.isfinite(loo.elpd)
+
+
+def test_nuts_imputes_the_unobserved_repeats_of_a_plate():
+    # ys[0] = 1.0 and ys[2] = 0.5 observed: mu ~ N(1.5 / 3, 1 / 3), ys[1] ~ N(mu, 1).
+    data = mcmc.run(
+        location3,
+        {"ys": {0: 1.0, 2: 0.5}},
+        KEY,
+        num_chains=4,
+        num_warmup=200,
+        num_samples=500,
+        progress_bar=False,
+    )
+    for name, mean, variance in (("mu", 0.5, 1 / 3), ("ys.1", 0.5, 1 + 1 / 3)):
+        draws = data.posterior[name].values
+        error = np.sqrt(variance / float(arviz.ess(data, var_names=[name])[name]))
+        assert abs(draws.mean() - mean) < 5 * error, (name, draws.mean())
+        assert abs(draws.var() - variance) < 0.25 * variance, (name, draws.var())
+    assert set(data.log_likelihood) == {"ys.0", "ys.2"}
 
 
 def test_nuts_on_a_vector_valued_site_recovers_the_covariance():
