@@ -421,6 +421,11 @@ def _merge_repeats(left: ChoiceMap, right: ChoiceMap) -> ChoiceMap:
         return bare
     merged = jnp.asarray(value)
     for i, row in some._entries.items():
+        if jnp.shape(row) != merged.shape[1:]:
+            raise ValueError(
+                f"repeat {i} has shape {jnp.shape(row)}, but the repeats' batched value has "
+                f"shape {merged.shape}: merge them inside the vmap that batches them"
+            )
         merged = merged.at[i].set(row)
     return ChoiceMap._raw({LEAF: merged}, True)
 

@@ -391,7 +391,7 @@ def _check_interior(traces: Any, positions: ChoiceMap) -> None:
         finite = np.isfinite(np.asarray(u)).reshape(np.shape(u)[0], -1).all(axis=1)
         if not finite.all():
             chain = int(np.flatnonzero(~finite)[0])
-            value = np.asarray(traces.choices[path])[chain]
+            value = np.asarray(jax.tree.map(lambda x, c=chain: x[c], traces).choices[path])
             shown = value.tolist() if value.size <= 6 else f"an array of shape {value.shape}"
             raise AddressError(
                 f"chain {chain} starts at {{addr}} = {shown}, on the boundary of its support: "

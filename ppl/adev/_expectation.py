@@ -293,10 +293,6 @@ class Expectation:
     def estimate(self, key: jax.Array, *args: Any) -> jax.Array:
         """An unbiased estimate of the expected value (``enum`` choices are summed exactly).
 
-        Args:
-            key: a PRNG key.
-            *args: the integrand's arguments.
-
         Differentiating it (``jax.grad(objective.estimate)``, forward or reverse mode) gives
         the gradient ``grad_estimate`` gives for the same key: the derivative of the estimate
         is the ADEV estimator's, not that of the values drawn (which would miss every score
