@@ -71,6 +71,7 @@ def run(
     mesh: jax.sharding.Mesh | None = None,
     sample_stats: Sequence[str] | None = None,
     log_likelihood: bool = True,
+    dense_mass: bool = False,
 ) -> Any:
     """Runs vectorised MCMC chains on ``model`` conditioned on ``observations``.
 
@@ -112,6 +113,10 @@ def run(
         log_likelihood: return the pointwise log-likelihood of each draw (``False``: not
             computed; NUTS's draws are then mapped to the constrained space without
             evaluating the model).
+        dense_mass: with ``kernel=None``, adapt a dense inverse mass matrix (the posterior
+            covariance on the unconstrained space, as NumPyro's ``NUTS(dense_mass=True)``)
+            rather than a diagonal one: for strongly correlated choices, at ``d^2`` cost per
+            leapfrog step in ``d`` dimensions.
 
     Returns:
         An arviz ``DataTree`` with groups posterior (one variable per latent address, dims
@@ -143,7 +148,9 @@ def run(
     placement = ChainPlacement(mesh)
     placement.check(num_chains)
     kept_names = None if sample_stats is None else checked_names(sample_stats)
-    programs = _programs(model, kernel, observed, thinning, placement, kept_names, log_likelihood)
+    programs = _programs(
+        model, kernel, observed, thinning, placement, kept_names, log_likelihood, dense_mass
+    )
     sizes: tuple = (
         num_chains,
         num_warmup,
@@ -152,6 +159,7 @@ def run(
         thinning,
         kept_names,
         log_likelihood,
+        dense_mass,
     )
     if checkpoint is not None:  # what else the saved chains depend on
         sizes = (*sizes, _digest(observations, args, init, kernel))
@@ -475,6 +483,7 @@ def _programs(
     placement: ChainPlacement = ONE_DEVICE,
     sample_stats: tuple[str, ...] | None = None,
     log_likelihood: bool = True,
+    dense_mass: bool = False,
 ) -> _Programs:
     """The jitted warm-up and sampling programs, built once per model/kernel/settings.
 
@@ -482,7 +491,7 @@ def _programs(
     With a mesh, each device runs its block of chains (``ChainPlacement.map``).
     """
     latent = ~select(*observed)
-    adaptation = stepwise_window_adaptation(model, latent)
+    adaptation = stepwise_window_adaptation(model, latent, is_mass_matrix_diagonal=not dense_mass)
 
     # After the warm-up a chain's state is its trace for a given kernel, else the
     # adaptation's state (the trace and blackjax's NUTS state), carried from step to step.
@@ -668,8 +677,8 @@ def _load(path, key, *sizes):
         raise ValueError(
             f"checkpoint {path} was written by another run: another key, other observations, "
             "args, init or kernel, or other sizes (num_chains, num_warmup, num_samples, "
-            "num_chunks, thinning, sample_stats, log_likelihood); delete it or use another "
-            "path"
+            "num_chunks, thinning, sample_stats, log_likelihood, dense_mass); delete it or "
+            "use another path"
         )
     return saved["state"]
 
