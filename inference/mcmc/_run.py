@@ -446,19 +446,14 @@ def _medians(model: GenerativeFunction, draws: Any, latent: Any) -> ChoiceMap:
     is not on it), of a discrete one element-wise."""
     first = jax.tree.map(lambda x: x[0], draws)
     supports = model.supports(first).filter(latent)
-    discrete = [
-        path
-        for path, support in zip(
-            supports.leaf_paths(), jax.tree.leaves(supports, is_leaf=is_constraint), strict=True
-        )
-        if support.is_discrete
-    ]
+    kinds = [s.is_discrete for s in jax.tree.leaves(supports, is_leaf=is_constraint)]
+    discrete = [path for path, d in zip(supports.leaf_paths(), kinds, strict=True) if d]
     medians = jax.tree.map(
         lambda v: jnp.median(v, axis=0).astype(v.dtype),
         draws.choices.filter(latent & select(*discrete)),
     )
     continuous = latent & ~select(*discrete)
-    if not model.supports(first).filter(continuous).is_empty():
+    if not all(kinds):  # some latent choice is continuous
         view = Unconstrained(model, first, continuous)
         positions = jax.vmap(view.position)(draws)
         medians = medians | view.constrain(jax.tree.map(lambda u: jnp.median(u, 0), positions))

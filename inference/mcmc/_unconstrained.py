@@ -101,12 +101,12 @@ class Unconstrained:
         """The supports of the selected choices, shaped like them. Where the selection names
         some repeats of a ``Vmap``/``Scan`` site (the others observed), the choices hold those
         repeats one by one, and so do the supports then."""
-        supports = self.model.supports(trace).filter(self.selection)
+        every = self.model.supports(trace)
+        supports = every.filter(self.selection)
         chosen = trace.choices.filter(self.selection)
         shape: Any = jax.tree.structure(supports, is_leaf=is_constraint)
         if shape == jax.tree.structure(chosen):
             return supports
-        every = self.model.supports(trace)
         return ChoiceMap({path: every[path] for path in chosen.leaf_paths()})
 
     def _supports_at(self, trace: Any, values: ChoiceMap) -> ChoiceMap:
