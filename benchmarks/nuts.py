@@ -210,12 +210,12 @@ STATS = (
 def prior_starts(model, observations, init_key):
     """Where ``mcmc.run`` starts its chains with ``init_key``: its prior draws (one trace per
     chain), the selection of the latent choices, and the traces' unconstrained positions."""
-    from inference.mcmc import _run
+    from inference.mcmc import _run, _starts
 
     choices = ChoiceMap.from_dict(observations)
     observed = _run._observed_addresses(model, choices, init_key, ())  # cached per model
     latent = ~select(*observed)
-    traces = _run._initial_traces(model, choices, observed, None, init_key, (), CHAINS)
+    traces = _starts.initial_traces(model, choices, observed, None, init_key, (), CHAINS)
     positions = jax.vmap(lambda t: mcmc.Unconstrained(model, t, latent).position(t))(traces)
     return traces, latent, positions
 

@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from inference.mcmc._run import compilable
+from inference.mcmc._starts import compilable
 from ppl import ChoiceMap, GenerativeFunction
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import os
-import pickle
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -16,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from inference.mcmc import _checkpoint
 from inference.mcmc._adaptation import schedule, stepwise_window_adaptation
 from inference.mcmc._arviz import from_dict
 from inference.mcmc._kernel import Kernel
@@ -26,7 +24,8 @@ from inference.mcmc._sample_stats import (
     pack_stats,
     unpack_stats,
 )
-from inference.mcmc._unconstrained import Unconstrained, is_constraint
+from inference.mcmc._starts import initial_traces
+from inference.mcmc._unconstrained import Unconstrained
 from inference.sharding._chains import ONE_DEVICE, ChainPlacement
 from ppl import AddressError, ChoiceMap, GenerativeFunction, select
 from ppl._choicemap import constrained_addresses
@@ -34,23 +33,6 @@ from ppl._choicemap import constrained_addresses
 
 def _variable_name(path: tuple) -> str:
     return ".".join(str(c) for c in path if c is not Ellipsis)
-
-
-def _check_initial_points(traces: Any, scores: Any) -> None:
-    """Raises naming the first chain whose start has a non-finite log density (``scores``,
-    one per chain), and the address that gave it."""
-    bad = np.flatnonzero(~np.isfinite(np.asarray(scores)))
-    if bad.size == 0:
-        return
-    chain = int(bad[0])
-    scores = jax.tree.map(lambda s: s[chain], traces.site_scores)
-    for path, score in zip(scores.leaf_paths(), jax.tree.leaves(scores), strict=True):
-        if not np.all(np.isfinite(np.asarray(score))):
-            raise AddressError(
-                f"chain {chain} starts at a point of log density {float(np.sum(score))} at "
-                "{addr}; give init values inside the support there (or check the observations)",
-                path,
-            )
 
 
 def run(
@@ -162,18 +144,18 @@ def run(
         dense_mass,
     )
     if checkpoint is not None:  # what else the saved chains depend on
-        sizes = (*sizes, _digest(observations, args, init, kernel))
-    progress = _load(checkpoint, key, *sizes)
+        sizes = (*sizes, _checkpoint.digest(observations, args, init, kernel))
+    progress = _checkpoint.load(checkpoint, key, *sizes)
     traces = None
     if progress is None:
-        traces = _initial_traces(
+        traces = initial_traces(
             model, observations, observed, init, init_key, args, num_chains, kernel is None
         )
         traces = placement.place(traces)
 
     def save(progress: _Progress) -> None:
         if checkpoint is not None:
-            _save(checkpoint, key, *sizes, progress)
+            _checkpoint.save(checkpoint, key, *sizes, progress)
 
     if num_chunks == 1 and checkpoint is None:
         # Nothing to report or save between warm-up and sampling: one compiled program runs
@@ -350,33 +332,6 @@ def _located(model, treedef, signature, key_dtype) -> tuple:
     return constrained_addresses(observations, structure)
 
 
-def _initial_traces(model, observations, observed, init, key, args, num_chains, interior=False):
-    """Prior draws (``init=None``), per-choice prior medians (``"median"``), or user values;
-    with ``interior``, each in the interior of its support (for NUTS)."""
-    if isinstance(init, str) and init != "median":
-        raise ValueError(f"init must be None, 'median' or a dict of values, got {init!r}")
-    given = (
-        observations
-        if init is None or isinstance(init, str)
-        else (ChoiceMap.from_dict(init) | observations)
-    )
-    # Compiled once per model and kind of start.
-    compiled = compilable(args)
-    inputs = (jax.random.split(key, num_chains), given, observations, args)
-    traces, scores, positions = _starter(model, observed, init == "median", compiled, interior)(
-        *inputs
-    )
-    if compiled and not np.all(np.isfinite(np.asarray(scores))):
-        # Run again eagerly, where a value outside its support is named with its support.
-        traces, scores, positions = _starter(model, observed, init == "median", False, interior)(
-            *inputs
-        )
-    _check_initial_points(traces, scores)
-    if positions is not None:
-        _check_interior(traces, positions)
-    return traces
-
-
 def _check_kernel_leaves_observations(kernel: Kernel | None, observed: tuple) -> None:
     """Raises if ``kernel`` would move an observed choice (it would resample the data)."""
     if kernel is None or kernel.moves is None:
@@ -389,75 +344,6 @@ def _check_kernel_leaves_observations(kernel: Kernel | None, observed: tuple) ->
                 "select(...) & ~select(observed address))",
                 path,
             )
-
-
-def _check_interior(traces: Any, positions: ChoiceMap) -> None:
-    """Raises naming the first start that NUTS cannot move: a value on the boundary of a
-    closed support (``uniform``'s 1.0), which the map onto the unconstrained space sends to
-    infinity."""
-    for path, u in zip(positions.leaf_paths(), jax.tree.leaves(positions), strict=True):
-        finite = np.isfinite(np.asarray(u)).reshape(np.shape(u)[0], -1).all(axis=1)
-        if not finite.all():
-            chain = int(np.flatnonzero(~finite)[0])
-            value = np.asarray(jax.tree.map(lambda x, c=chain: x[c], traces).choices[path])
-            shown = value.tolist() if value.size <= 6 else f"an array of shape {value.shape}"
-            raise AddressError(
-                f"chain {chain} starts at {{addr}} = {shown}, on the boundary of its support: "
-                "NUTS moves the choice on the unconstrained space, where that point lies at "
-                "infinity; give an init value inside the support's interior",
-                path,
-            )
-
-
-def compilable(args: tuple) -> bool:
-    """Whether a model's arguments can be traced by ``jax.jit``: a Python int or bool
-    argument may be structural (a shape, a count), so calls with one run eagerly."""
-    return all(isinstance(leaf, jax.Array | np.ndarray | float) for leaf in jax.tree.leaves(args))
-
-
-@functools.lru_cache(maxsize=32)
-def _starter(
-    model: GenerativeFunction, observed: tuple, median: bool, compiled: bool, interior: bool
-) -> Callable:
-    """``(keys, given, observations, args) -> (traces, scores, positions)``, one per key
-    (jitted if ``compiled``; the scores are computed in the same program, not read from the
-    traces afterwards, which would take an eager computation per call's score). ``positions``
-    are the latent choices on the unconstrained space (``interior``), else ``None``."""
-    latent = ~select(*observed)
-
-    def start(key, given, observations, args):
-        if median:
-            draws, _ = jax.vmap(lambda k: model.generate(k, observations, args))(
-                jax.random.split(jax.random.fold_in(key, 1), 15)
-            )
-            trace = model.generate(key, _medians(model, draws, latent) | observations, args)[0]
-        else:
-            trace = model.generate(key, given, args)[0]
-        position = Unconstrained(model, trace, latent).position(trace) if interior else None
-        return trace, trace.score, position
-
-    starts = jax.vmap(start, in_axes=(0, None, None, None))
-    return jax.jit(starts) if compiled else starts
-
-
-def _medians(model: GenerativeFunction, draws: Any, latent: Any) -> ChoiceMap:
-    """Each latent choice's median over ``draws`` (a batch of traces): of a continuous choice
-    on the unconstrained space, mapped back (the element-wise median of points on a simplex
-    is not on it), of a discrete one element-wise."""
-    first = jax.tree.map(lambda x: x[0], draws)
-    supports = model.supports(first).filter(latent)
-    kinds = [s.is_discrete for s in jax.tree.leaves(supports, is_leaf=is_constraint)]
-    discrete = [path for path, d in zip(supports.leaf_paths(), kinds, strict=True) if d]
-    medians = jax.tree.map(
-        lambda v: jnp.median(v, axis=0).astype(v.dtype),
-        draws.choices.filter(latent & select(*discrete)),
-    )
-    continuous = latent & ~select(*discrete)
-    if not all(kinds):  # some latent choice is continuous
-        view = Unconstrained(model, first, continuous)
-        positions = jax.vmap(view.position)(draws)
-        medians = medians | view.constrain(jax.tree.map(lambda u: jnp.median(u, 0), positions))
-    return medians
 
 
 class _Programs(NamedTuple):
@@ -628,54 +514,6 @@ def _after_chunk(done: int) -> None:
 
 def _after_warmup_chunk(done: int) -> None:
     """Called after each saved warm-up chunk (a seam for interruption tests)."""
-
-
-def _fingerprint(key, *sizes) -> list:
-    return [np.asarray(jax.random.key_data(key)).tolist(), *sizes]
-
-
-def _digest(observations: ChoiceMap, args: tuple, init: Any, kernel: Kernel | None) -> str:
-    """A hash of the observations, arguments and starts (their structure and values) and of
-    the kind of kernel: a checkpoint of one run must not be resumed by another."""
-    digest = hashlib.sha256()
-    leaves, tree = jax.tree.flatten((observations, args, init))
-    digest.update(str(tree).encode())
-    for leaf in leaves:
-        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        if isinstance(leaf, jax.Array | np.ndarray):
-            value = np.asarray(leaf)
-            digest.update(f"{value.dtype}{value.shape}".encode() + value.tobytes())
-        else:
-            digest.update(repr(leaf).encode())
-    step = None if kernel is None else getattr(kernel.step, "__qualname__", type(kernel).__name__)
-    digest.update(repr(step).encode())
-    return digest.hexdigest()
-
-
-def _save(path, key, *rest) -> None:
-    *sizes, state = rest
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as handle:
-        pickle.dump(
-            {"fingerprint": _fingerprint(key, *sizes), "state": jax.device_get(state)}, handle
-        )
-    os.replace(tmp, path)  # atomic: an interruption never leaves half a checkpoint
-
-
-def _load(path, key, *sizes):
-    if path is None or not os.path.exists(path):
-        return None
-    with open(path, "rb") as handle:
-        saved = pickle.load(handle)
-    if saved["fingerprint"] != _fingerprint(key, *sizes):
-        raise ValueError(
-            f"checkpoint {path} was written by another run: another key, other observations, "
-            "args, init or kernel, or other sizes (num_chains, num_warmup, num_samples, "
-            "num_chunks, thinning, sample_stats, log_likelihood, dense_mass); delete it or "
-            "use another path"
-        )
-    return saved["state"]
 
 
 def _to_arviz(pieces, parameters, observations, num_chains, num_samples):

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inference import mcmc
-from inference.mcmc import _run, _sample_stats
+from inference.mcmc import _run, _sample_stats, _starts
 from ppl import (
     AddressError,
     ChoiceMap,
@@ -158,7 +158,7 @@ def test_chunked_warmup_is_blackjax_window_adaptation():
     # data, and the folded arithmetic rounds differently in the last bits.
     init_key, warmup_key, _ = jax.random.split(KEY, 3)
     num_chains, num_warmup = SETTINGS["num_chains"], SETTINGS["num_warmup"]
-    traces = _run._initial_traces(
+    traces = _starts.initial_traces(
         location, ChoiceMap.from_dict(DATA), (("ys",),), None, init_key, (), num_chains
     )
 
