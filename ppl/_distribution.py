@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import inspect
 import warnings
 from collections.abc import Callable
@@ -21,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as nd
+from jax import custom_batching
+from jax.custom_derivatives import SymbolicZero
 
 from ppl._choicemap import EMPTY, ChoiceMap, Masked
 from ppl._context import current_prefix, validating
@@ -348,36 +351,99 @@ def _bernoulli_log_density(
     dist: nd.BernoulliLogits, value: Any, drawn: bool, name: str
 ) -> jax.Array:
     """``sum(log p(x))`` of Bernoulli logits ``l``: NumPyro's ``sum(x * l - softplus(l))``,
-    written for the backend.
+    written for the backend and for how the score is vectorised.
 
-    On a CPU the inner product ``x . l`` stays one operation, so that copies of it (a plate,
-    an enumerated latent, a batch of data points) vectorise to a matrix product instead of an
-    element-wise product over every pair, and the softplus is computed once per logit rather
-    than once per pair: a discrete VAE's likelihood over its classes and batch is then the
-    matrix product its hand-written version uses (an element-wise form takes 3-4x as long per
-    step there). On an accelerator the terms are summed in one reduction: the broadcast
-    product is fused into it, where the inner product and the support check each cost a
-    reduction of their own (2-5% of a VAE's step on an H100). A value off the support {0, 1}
-    scores -inf, as NumPyro's mask gives.
+    Computed on its own (the batch of a VAE's likelihood inside the arrays), the terms are
+    summed in one reduction, into which the product and the support check fuse. On a CPU,
+    copies of the score made by ``jax.vmap`` (a plate, an enumerated latent, a batch of data
+    points) are scored as the inner product ``x . l`` minus the softplus sum, so that copies
+    which share ``x`` or ``l`` vectorise to a matrix product instead of an element-wise
+    product over every pair, and the softplus is computed once per logit rather than once per
+    pair: a discrete VAE's likelihood over its classes and batch is then the matrix product its
+    hand-written version uses (an element-wise form takes 3-4x as long per step there). On an
+    accelerator the fused sum is kept under ``vmap`` too (there the inner product and the
+    support check each cost a reduction of their own: 2-5% of a VAE's step on an H100). A
+    value off the support {0, 1} scores -inf, as NumPyro's mask gives.
     """
     logits = dist.logits
     x = jnp.asarray(value).astype(logits.dtype)
-    # softplus(l) written out as NumPyro's binary cross-entropy writes it: its derivative then
-    # reuses exp(-|l|), where jax.nn.softplus's (logaddexp's) computes a second exponential.
-    softplus = jnp.maximum(logits, 0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
-    if _inner_product_form():
-        log_p = jnp.dot(x.ravel(), logits.ravel()) - jnp.sum(softplus)
-        if not drawn:
-            log_p = jnp.where(jnp.all((x == 0) | (x == 1)), log_p, -jnp.inf)
-    else:
-        terms = x * logits - softplus
-        if not drawn:
-            terms = jnp.where((x == 0) | (x == 1), terms, -jnp.inf)
-        log_p = jnp.sum(terms)
+    log_p = _bernoulli_score(not drawn, _inner_product_form())(x, logits)
     check_score(log_p, name)
     return log_p
 
 
+def _softplus(logits: jax.Array) -> jax.Array:
+    # softplus(l) written out as NumPyro's binary cross-entropy writes it (the same values);
+    # its derivative is _bernoulli_score's, which reuses this exp(-|l|).
+    return jnp.maximum(logits, 0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+def _summed_score(x: jax.Array, logits: jax.Array, checked: bool) -> jax.Array:
+    """The Bernoulli score as one sum of element-wise terms."""
+    terms = x * logits - _softplus(logits)
+    if checked:
+        terms = jnp.where((x == 0) | (x == 1), terms, -jnp.inf)
+    return jnp.sum(terms)
+
+
+def _inner_product_score(x: jax.Array, logits: jax.Array, checked: bool) -> jax.Array:
+    """The Bernoulli score as ``x . l - sum(softplus(l))``."""
+    log_p = jnp.dot(x.ravel(), logits.ravel()) - jnp.sum(_softplus(logits))
+    if checked:
+        log_p = jnp.where(jnp.all((x == 0) | (x == 1)), log_p, -jnp.inf)
+    return log_p
+
+
+@functools.cache
+def _bernoulli_score(
+    checked: bool, inner_product: bool
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """``(x, l) -> sum(log p(x))``: the summed form, whose ``vmap`` is the inner-product form
+    if ``inner_product``.
+
+    The choice of form is a ``custom_vmap`` rule. A ``custom_jvp`` around it gives the
+    derivative in closed form, ``(x - sigmoid(l)) . dl + l . dx``: the rule is then never
+    differentiated (JAX cannot transpose a ``custom_vmap``), derivatives of any order and
+    their ``vmap`` go through the same forms, and the derivative at ``l = 0`` is exact (JAX's
+    derivative of ``|l|`` there is 1, which makes NumPyro's ``x`` instead of ``x - 1/2``).
+    """
+
+    def summed(x: jax.Array, logits: jax.Array) -> jax.Array:
+        return _summed_score(x, logits, checked)
+
+    fused = custom_batching.custom_vmap(summed)
+
+    @fused.def_vmap
+    def _copies(axis_size, in_batched, x, logits):
+        axes = tuple(0 if batched else None for batched in in_batched)
+        form = _inner_product_score if inner_product else _summed_score
+        return jax.vmap(functools.partial(form, checked=checked), in_axes=axes)(x, logits), True
+
+    @jax.custom_jvp
+    def score(x: jax.Array, logits: jax.Array) -> jax.Array:
+        return fused(x, logits)
+
+    @functools.partial(score.defjvp, symbolic_zeros=True)
+    def _derivative(primals, tangents):
+        x, logits = primals
+        dx, dlogits = tangents
+        log_p = score(x, logits)
+        out = jnp.zeros_like(log_p)
+        if not isinstance(dlogits, SymbolicZero):
+            # d softplus(l) = sigmoid(l) dl, from the score's exp(-|l|) (XLA shares it)
+            e = jnp.exp(-jnp.abs(logits))
+            sigmoid = jnp.where(logits >= 0, 1.0, e) / (1.0 + e)
+            out = out + jnp.dot(x.ravel(), dlogits.ravel()) - jnp.sum(sigmoid * dlogits)
+        if not isinstance(dx, SymbolicZero):
+            out = out + jnp.dot(dx.ravel(), logits.ravel())
+        if checked:  # off the support the score is the constant -inf
+            out = jnp.where(log_p > -jnp.inf, out, 0.0)
+        return log_p, out
+
+    return score
+
+
 def _inner_product_form() -> bool:
-    """Whether ``_bernoulli_log_density`` keeps ``x . l`` one operation (on a CPU)."""
+    """Whether copies of ``_bernoulli_log_density`` under ``vmap`` are inner products (on a
+    CPU)."""
     return jax.default_backend() == "cpu"

@@ -102,13 +102,14 @@ def test_sampler_agrees_with_density_on_a_discrete_distribution():
     assert chi2 < 18.4  # chi-square(2 dof) upper 1e-4 quantile
 
 
-# Bernoulli logits are scored in one of two forms, by backend (the inner product x . l on a
-# CPU, one sum of x * l - softplus(l) on an accelerator); each is tested here on the CPU.
+# Bernoulli logits are scored as one sum of x * l - softplus(l); copies of the score made by
+# vmap are scored in one of two forms, by backend (the inner product x . l on a CPU, the same
+# sum on an accelerator); each is tested here on the CPU.
 FORMS = pytest.mark.parametrize("inner_product", [True, False], ids=["inner", "summed"])
 
 
 def _in_form(function, inner_product):
-    """``function`` traced with the Bernoulli score in the given form."""
+    """``function`` traced with the Bernoulli score's copies in the given form."""
 
     def traced(*args):
         with mock.patch.object(ppl_distribution, "_inner_product_form", lambda: inner_product):
@@ -117,53 +118,116 @@ def _in_form(function, inner_product):
     return traced
 
 
+def _score(lg, x):
+    return ppl.bernoulli.assess(x, (None, lg))[0]
+
+
 def _score_and_grad(lg, x):
-    return jax.value_and_grad(lambda lg: ppl.bernoulli.assess(x, (None, lg))[0])(lg)
+    return jax.value_and_grad(_score)(lg, x)
 
 
 # Jitted, so that each shape compiles once (eagerly, every operation of the gradient would).
 _ours_with_grad = {form: jax.jit(_in_form(_score_and_grad, form)) for form in (True, False)}
-_numpyros_with_grad = jax.jit(
-    jax.value_and_grad(lambda lg, x: jnp.sum(nd.Bernoulli(logits=lg).log_prob(x)))
-)
+_numpyros = jax.jit(lambda lg, x: jnp.sum(nd.Bernoulli(logits=lg).log_prob(x)))
 
 
-@FORMS
+def _exact_grad(lg, x):
+    return np.asarray(x, np.float64) - 1 / (1 + np.exp(-np.asarray(lg, np.float64)))
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     st.sampled_from([(1,), (7,), (3, 4), (2, 3, 5)]),  # few shapes: eager ops compile per shape
     st.integers(0, 2**31),
     st.floats(0.1, 30.0),
 )
-def test_bernoulli_logits_score_is_numpyro_s(inner_product, shape, seed, spread):
-    # The same density as NumPyro's, in either form. Its gradient too, at a logit of exactly
-    # 0 among them (where softplus's pieces meet).
+def test_bernoulli_logits_score_is_numpyro_s_and_its_gradient_exact(shape, seed, spread):
+    # The same density as NumPyro's; the gradient x - sigmoid(l), at a logit of exactly 0
+    # among them too (where softplus's pieces meet: NumPyro's autodiff gives x there).
     k1, k2 = jax.random.split(jax.random.key(seed))
     logits = (spread * jax.random.normal(k1, shape)).at[(0,) * len(shape)].set(0.0)
     x = jax.random.bernoulli(k2, 0.5, shape).astype(jnp.int32)
-    score, grad = _ours_with_grad[inner_product](logits, x)
-    expected_score, expected_grad = _numpyros_with_grad(logits, x)
-    np.testing.assert_allclose(score, expected_score, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-6)
+    score, grad = _ours_with_grad[True](logits, x)
+    np.testing.assert_allclose(score, _numpyros(logits, x), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(grad, _exact_grad(logits, x), rtol=1e-5, atol=1e-6)
+
+
+def _reference(lg, x):
+    """The Bernoulli score with an exact derivative everywhere (jax.nn.softplus's)."""
+    return jnp.sum(x * lg - jax.nn.softplus(lg))
+
+
+@FORMS
+@settings(max_examples=20, deadline=None)
+@given(
+    st.sampled_from([(0, None), (None, 0), (0, 0), (1, None)]),
+    st.booleans(),
+    st.integers(0, 2**31),
+)
+def test_bernoulli_logits_score_copies_and_their_derivatives(inner_product, in_axes, jvp, seed):
+    # Copies by vmap over the logits, the values, both, or along another axis, in whichever
+    # form the backend vectorises them: their scores and derivatives (forward and reverse
+    # mode) are the reference's.
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    shape = {0: (4, 2, 3), 1: (2, 4, 3), None: (2, 3)}
+    logits = 3.0 * jax.random.normal(k1, shape[in_axes[0]]).at[0, 0].set(0.0)
+    x = jax.random.bernoulli(k2, 0.5, shape[in_axes[1]]).astype(jnp.float32)
+    ours = _in_form(jax.vmap(_score, in_axes=in_axes), inner_product)
+    reference = jax.vmap(_reference, in_axes=in_axes)
+    np.testing.assert_allclose(ours(logits, x), reference(logits, x), rtol=1e-5, atol=1e-4)
+    if jvp:
+        tangent = jax.random.normal(k3, logits.shape)
+        got = jax.jvp(lambda lg: ours(lg, x), (logits,), (tangent,))[1]
+        expected = jax.jvp(lambda lg: reference(lg, x), (logits,), (tangent,))[1]
+    else:
+        got = jax.grad(lambda lg: jnp.sum(ours(lg, x)))(logits)
+        expected = jax.grad(lambda lg: jnp.sum(reference(lg, x)))(logits)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_bernoulli_logits_second_derivative_is_exact():
+    # jax.hessian (a Laplace approximation's) goes through the closed-form derivative: at a
+    # logit l, d2/dl2 log p(x) = -sigmoid(l) (1 - sigmoid(l)), 1/4 at l = 0.
+    logits, x = jnp.array([0.0, 1.5, -2.0]), jnp.array([1.0, 0.0, 1.0])
+    hessian = jax.hessian(_score)(logits, x)
+    p = 1 / (1 + np.exp(-np.asarray(logits, np.float64)))
+    np.testing.assert_allclose(hessian, np.diag(-p * (1 - p)), rtol=1e-5, atol=1e-7)
 
 
 @FORMS
 def test_bernoulli_logits_gradient_computes_one_exponential(inner_product):
-    # The score's gradient reuses the forward exp(-|l|): one exponential per logit, as
-    # NumPyro's, where jax.nn.softplus's derivative takes a second (1/8 more time in a VAE
-    # step on a CPU).
+    # The score's gradient reuses the forward exp(-|l|): one exponential per logit in the
+    # compiled step, as NumPyro's, where jax.nn.softplus's derivative takes a second (1/8
+    # more time in a VAE step on a CPU).
     x, logits = jnp.array([0.0, 1.0, 1.0]), jnp.array([-1.0, 0.0, 2.0])
-    grad = jax.make_jaxpr(_in_form(_score_and_grad, inner_product))
-    assert str(grad(logits, x)).count("= exp ") == 1
+    step = jax.jit(_in_form(_score_and_grad, inner_product)).lower(logits, x).compile()
+    hlo = step.as_text()
+    assert hlo.count("exponential(") == 1 and "logistic(" not in hlo
 
 
 @FORMS
 def test_bernoulli_logits_score_off_the_support_is_minus_infinity_under_jit(inner_product):
     logits = jnp.linspace(-3.0, 3.0, 6)
-    score = jax.jit(_in_form(lambda v: ppl.bernoulli.assess(v, (None, logits))[0], inner_product))
+    score = jax.jit(_in_form(lambda v: _score(logits, v), inner_product))
     assert float(score(jnp.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0]))) > -jnp.inf
     assert float(score(jnp.array([0.0, 1.0, 0.5, 0.0, 1.0, 0.0]))) == -jnp.inf
     assert float(score(jnp.array([0.0, 1.0, jnp.nan, 0.0, 1.0, 0.0]))) == -jnp.inf
+    copies = jax.jit(_in_form(jax.vmap(lambda v: _score(logits, v)), inner_product))
+    scores = copies(jnp.array([[0.0, 1.0, 1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.5, 0.0, 1.0, 0.0]]))
+    assert float(scores[0]) > -jnp.inf and float(scores[1]) == -jnp.inf
+    with ppl.validation(False):  # -inf, not the concrete value's error
+        off = jnp.array([0.0, 1.0, 0.5, 0.0, 1.0, 0.0])
+        grad = jax.grad(_in_form(lambda lg: _score(lg, off), inner_product))(logits)
+    np.testing.assert_array_equal(grad, np.zeros(6))  # the constant -inf has no slope
+
+
+def test_bernoulli_logits_score_on_its_own_is_one_sum():
+    # A VAE's batch likelihood (the batch inside the arrays, no vmap) is one sum of the
+    # element-wise terms, into which the product and the support check fuse: no inner product.
+    logits, x = jnp.zeros((64, 784)), jnp.zeros((64, 784))
+    assert "dot_general" not in str(jax.make_jaxpr(_score)(logits, x))
+    step = jax.jit(jax.value_and_grad(_score)).lower(logits, x).compile().as_text()
+    assert " dot(" not in step  # its derivative's inner products are products by a scalar
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU's form")
