@@ -78,6 +78,10 @@ class _Estimated(GenerativeFunction):
         score = _log_mean_exp(self._fresh_weights(key, x, tuple(args), self.particles))
         return score, x
 
+    def _retval(self, x: Any, args: tuple) -> Any:
+        """The return value of a trace holding the choices ``x``."""
+        raise NotImplementedError
+
     def _assess(self, choices, args):
         raise _needs_key(self)
 
@@ -85,7 +89,7 @@ class _Estimated(GenerativeFunction):
         if isinstance(constraints, ChoiceMap) and constraints.is_empty():
             return self._simulate(key, args), jnp.zeros(())
         score, x = self.assess(constraints, args, key=key)
-        return EstimatedTrace(x, score, args, x), score
+        return EstimatedTrace(x, score, args, self._retval(x, args)), score
 
     def _update(self, key, trace, constraints, args):
         merged = trace.choices if _empty(constraints) else trace.choices | constraints
@@ -163,6 +167,9 @@ class Marginal(_Estimated):
     def _fresh_weights(self, key, x, args, n):
         return jax.vmap(lambda k: self._weight(k, x, args))(jax.random.split(key, n))
 
+    def _retval(self, x, args):
+        return x  # the kept choices: what the joint returns depends on the integrated-out ones
+
     def _simulate(self, key, args):
         k_joint, k_rest = jax.random.split(key)
         joint = self.gen_fn.simulate(k_joint, args)
@@ -177,7 +184,7 @@ class Marginal(_Estimated):
         w = jnp.concatenate(
             [jnp.reshape(w_own, (1,)), self._fresh_weights(k_rest, x, args, self.particles - 1)]
         )
-        return EstimatedTrace(x, _log_mean_exp(w), args, joint.retval)
+        return EstimatedTrace(x, _log_mean_exp(w), args, self._retval(x, args))
 
     def _sites(self, trace, args, query):
         raise NotImplementedError("supports of a marginal: use the joint's supports")
@@ -200,7 +207,9 @@ def marginal(
 
     Returns:
         A ``Marginal``: ``simulate`` samples ``x`` with score ``log p̂(x)`` (``1/p̂`` unbiased
-        for ``1/p``); ``assess(x, args, key=key)`` gives ``log p̂(x)`` (``p̂`` unbiased).
+        for ``1/p``); ``assess(x, args, key=key)`` gives ``log p̂(x)`` (``p̂`` unbiased). Its
+        return value is ``x``, the kept choices (what ``gen_fn`` returns may depend on the
+        choices integrated out).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -252,6 +261,9 @@ class Normalize(_Estimated):
         _, others = self._fresh(key, args, n - 1)
         own = self._log_weight(x, own_q, args)
         return jnp.concatenate([jnp.reshape(own, (1,)), others])
+
+    def _retval(self, x, args):
+        return self.model.assess(x | self.observations, args)[1]
 
     def _simulate(self, key, args):
         k_draws, k_pick = jax.random.split(key)

@@ -94,7 +94,8 @@ def run(
             schools).
         log_likelihood: return the pointwise log-likelihood of each draw (``False``: not
             computed; NUTS's draws are then mapped to the constrained space without
-            evaluating the model).
+            evaluating the model). An observation inside a ``marginal``/``normalize`` (scored
+            by a density estimate, pointwise by nothing) needs ``False``.
         dense_mass: with ``kernel=None``, adapt a dense inverse mass matrix (the posterior
             covariance on the unconstrained space, as NumPyro's ``NUTS(dense_mass=True)``)
             rather than a diagonal one: for strongly correlated choices, at ``d^2`` cost per
@@ -315,6 +316,30 @@ def _observed_addresses(model, observations, key, args) -> tuple:
         return _located.__wrapped__(model, treedef, signature, key.dtype)
 
 
+def _observed_scores(model: GenerativeFunction, trace: Any, observed: tuple) -> Any:
+    """The pointwise log-likelihood of ``trace``'s observations.
+
+    A model holding a density estimate (``marginal``, ``normalize``) has no per-element
+    densities there: each observed site's score is given instead, and an observation inside
+    the estimated generative function, which has no score of its own, is an error.
+    """
+    observations = select(*observed)
+    try:
+        return model.pointwise_scores(trace).filter(observations)
+    except NotImplementedError:
+        scores = trace.site_scores.filter(observations)
+    scored = set(scores.leaf_paths())
+    for path in observed:
+        if path not in scored:
+            raise AddressError(
+                "the observation at {addr} is scored inside a generative function whose "
+                "density is an estimate (marginal or normalize), so it has no pointwise "
+                "log-likelihood; pass log_likelihood=False",
+                path,
+            )
+    return scores
+
+
 @functools.lru_cache(maxsize=64)
 def _located(model, treedef, signature, key_dtype) -> tuple:
     abstract = [i for i, leaf in enumerate(signature) if isinstance(leaf, jax.ShapeDtypeStruct)]
@@ -382,7 +407,7 @@ def _programs(
         return adaptation.sample(key, state, parameters)
 
     def kept_of(trace):
-        scores = model.pointwise_scores(trace).filter(~latent) if log_likelihood else None
+        scores = _observed_scores(model, trace, observed) if log_likelihood else None
         return trace.choices.filter(latent), scores
 
     # What a draw keeps: the choices and observed site scores of a given kernel's trace; of

@@ -21,6 +21,7 @@ from ppl import (
     dirichlet,
     gamma,
     gen,
+    marginal,
     mv_normal,
     normal,
     select,
@@ -342,6 +343,43 @@ def test_nuts_imputes_the_unobserved_repeats_of_a_plate():
         assert abs(draws.mean() - mean) < 5 * error, (name, draws.mean())
         assert abs(draws.var() - variance) < 0.25 * variance, (name, draws.var())
     assert set(data.log_likelihood) == {"ys.0", "ys.2"}
+
+
+@gen
+def noisy_pair(mu):
+    u = normal(mu, 1.0) @ "u"
+    return normal(u, 1.0) @ "v"
+
+
+@gen
+def pseudo_marginal():
+    mu = normal(0.0, 1.0) @ "mu"
+    marginal(noisy_pair, "v", particles=8)(mu) @ "m"
+    return normal(mu, 1.0) @ "y"
+
+
+def test_pseudo_marginal_mh_on_a_model_holding_a_marginal():
+    # v ~ N(mu, sqrt 2) once u is integrated out, y ~ N(mu, 1): given v = 1.2 and y = 0.3,
+    # mu ~ N(mean, variance) with precision 1 + 1/2 + 1. MH on mu keeps the current density
+    # estimate and re-estimates at the proposal (pseudo-marginal MH): exact in the limit.
+    observations = {"m": {"v": 1.2}, "y": 0.3}
+    kernel = mcmc.mh(pseudo_marginal, select("mu"))
+    settings = dict(num_chains=4, num_warmup=200, num_samples=1500, progress_bar=False)
+    with pytest.raises(AddressError, match=r"\('m', 'v'\).*log_likelihood=False"):
+        mcmc.run(pseudo_marginal, observations, KEY, kernel=kernel, **settings)
+    data = mcmc.run(
+        pseudo_marginal, observations, KEY, kernel=kernel, log_likelihood=False, **settings
+    )
+    variance = 1 / 2.5
+    mean = variance * (1.2 / 2 + 0.3)
+    draws = data.posterior["mu"].values
+    error = np.sqrt(variance / float(arviz.ess(data, var_names=["mu"])["mu"]))
+    assert abs(draws.mean() - mean) < 5 * error, draws.mean()
+    assert abs(draws.var() - variance) < 0.25 * variance, draws.var()
+    # observations outside the marginal keep their pointwise log-likelihood
+    data = mcmc.run(pseudo_marginal, {"y": 0.3}, KEY, kernel=kernel, **SETTINGS)
+    expected = -0.5 * (0.3 - data.posterior["mu"].values) ** 2 - 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(data.log_likelihood["y"].values, expected, rtol=1e-5)
 
 
 def test_nuts_on_a_vector_valued_site_recovers_the_covariance():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from inference import vi
-from ppl import AddressError, flip, gen, marginal, normal, poisson
+from ppl import AddressError, flip, gen, marginal, normal, poisson, select
 from ppl._selection import all_addresses
 from ppl.adev import enum, expectation, reparam
 
@@ -115,6 +115,27 @@ def test_marginal_density_estimates_are_unbiased_both_ways():
 
     mean, se = mean_and_se(jax.vmap(ratio)(KEYS))
     assert abs(mean - 1.0) < 5 * se
+
+
+def test_marginal_traces_have_one_structure_and_return_the_kept_choices():
+    # simulate, generate, update and regenerate give traces of one pytree structure (an MH
+    # step selects between two of them), returning the kept choices.
+    @gen
+    def joint(mu):
+        u = normal(mu, 1.0) @ "u"
+        return normal(u, 1.0) @ "x"
+
+    q = marginal(joint, "x", particles=3)
+    k1, k2, k3 = jax.random.split(KEYS[0], 3)
+    simulated = q.simulate(k1, (0.0,))
+    generated, _ = q.generate(k2, {"x": 0.5}, (0.0,))
+    updated, _, _ = q.update(k3, simulated, {}, (1.0,))
+    regenerated, _ = q.regenerate(k3, simulated, select("x"))
+    structure = jax.tree.structure(simulated)
+    for trace in (generated, updated, regenerated):
+        assert jax.tree.structure(trace) == structure
+        assert trace.retval["x"] == trace.choices["x"]
+    assert simulated.retval["x"] == simulated.choices["x"]
 
 
 @gen
