@@ -13,6 +13,7 @@ from inference.mcmc._mh import MHInfo as MHInfo
 from inference.mcmc._mh import mh as mh
 from inference.mcmc._mh import mh_proposal as mh_proposal
 from inference.mcmc._predictive import posterior_choices as posterior_choices
+from inference.mcmc._predictive import posterior_predictive as posterior_predictive
 from inference.mcmc._predictive import predictive as predictive
 from inference.mcmc._run import run as run
 from inference.mcmc._run import summary as summary

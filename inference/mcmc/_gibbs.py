@@ -49,7 +49,8 @@ def gibbs(model: GenerativeFunction, address: Any, support: Any = None) -> Kerne
 
     Args:
         model: the generative function.
-        address: the discrete site (path without combinator indices).
+        address: the discrete site (path without combinator indices; a ``...`` index
+            wildcard is dropped).
         support: the values to enumerate; by default read from the choice's support.
 
     Example:
@@ -64,7 +65,9 @@ def gibbs(model: GenerativeFunction, address: Any, support: Any = None) -> Kerne
         >>> trace.choices["z"].tolist()
         [1, 0, 1]
     """
-    path = to_path(address)
+    # the repeats of a combinator's site are addressed in the batched form, so an index
+    # wildcard written as in a selection, ("zs", ..., "z"), means the same as ("zs", "z")
+    path = tuple(c for c in to_path(address) if c is not Ellipsis)
 
     def step(key, trace):
         current = trace.choices[path]

@@ -10,6 +10,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from inference.mcmc._arviz import from_dict
 from inference.mcmc._starts import compilable
 from ppl import ChoiceMap, GenerativeFunction
 
@@ -37,6 +38,54 @@ def posterior_choices(data: Any) -> ChoiceMap:
             for name, path in addresses.items()
         }
     )
+
+
+def posterior_predictive(
+    model: GenerativeFunction, data: Any, key: jax.Array, args: tuple = ()
+) -> Any:
+    """``run``'s output with a posterior_predictive group: the observations simulated anew
+    given each posterior draw (``predictive``), one variable per observed_data variable, with
+    its name and shape and leading ``(chain, draw)``: what ``arviz.loo_pit`` and arviz's
+    ``plot_ppc_*`` read.
+
+    Args:
+        model: the generative function ``run`` sampled.
+        data: ``run``'s output.
+        key: the PRNG key.
+        args: the model's arguments, as given to ``run``.
+
+    Returns:
+        A copy of ``data`` with the group added (or replaced).
+
+    Example:
+        >>> import jax
+        >>> from ppl import gen, normal
+        >>> from inference.mcmc import run
+        >>> @gen
+        ... def model():
+        ...     return normal(normal(0.0, 1.0) @ "mu", 1.0) @ "y"
+        >>> data = run(model, {"y": 0.5}, jax.random.key(0), num_chains=2, num_warmup=50,
+        ...            num_samples=10, progress_bar=False)
+        >>> posterior_predictive(model, data, jax.random.key(1)).posterior_predictive["y"].shape
+        (2, 10)
+    """
+    observed = {
+        name: tuple(Ellipsis if c == "..." else c for c in path)
+        for name, path in json.loads(data.observed_data.attrs["ppl_addresses"]).items()
+    }
+    draws = predictive(model, key, args, posterior=data)
+    sample_shape = (data.posterior.sizes["chain"], data.posterior.sizes["draw"])
+    flat = jax.tree.map(lambda v: np.reshape(v, (-1, *np.shape(v)[2:])), draws)
+    # each observed address looked up in each draw's choices (an index then indexes the
+    # repeats of that draw, not the draws)
+    simulated = jax.vmap(lambda cm: {name: cm[path] for name, path in observed.items()})(flat)
+    group = {
+        name: np.reshape(np.asarray(value), (*sample_shape, *np.shape(value)[1:]))
+        for name, value in simulated.items()
+    }
+    out = data.copy()
+    out["posterior_predictive"] = from_dict({"posterior_predictive": group})["posterior_predictive"]
+    return out
 
 
 def predictive(

@@ -554,11 +554,17 @@ def _to_arviz(pieces, parameters, observations, num_chains, num_samples):
     if log_likelihood is not None:
         groups["log_likelihood"] = _by_name(log_likelihood)
     data = from_dict(groups | {"observed_data": _by_name(observations)})
-    data.posterior.attrs["ppl_addresses"] = json.dumps(
-        {_variable_name(p): list(p) for p in choices.leaf_paths()},
+    data.posterior.attrs["ppl_addresses"] = _addresses_json(choices)
+    data.observed_data.attrs["ppl_addresses"] = _addresses_json(observations)
+    return data
+
+
+def _addresses_json(cm: ChoiceMap) -> str:
+    """Each variable's address, by name (JSON; an index axis is ``"..."``)."""
+    return json.dumps(
+        {_variable_name(p): list(p) for p in cm.leaf_paths()},
         default=lambda c: "..." if c is Ellipsis else str(c),
     )
-    return data
 
 
 def _by_name(cm: ChoiceMap) -> dict[str, np.ndarray]:

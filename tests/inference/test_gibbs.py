@@ -85,3 +85,21 @@ def test_gibbs_refuses_a_continuous_choice():
     trace, _ = mixture.generate(jax.random.key(0), {"x": X}, ())
     with pytest.raises(ValueError, match=r"'x' has support Real\(\).*support=jnp.arange"):
         mcmc.gibbs(mixture, "x").step(jax.random.key(1), trace)
+
+
+@gen
+def point(p):
+    z = flip(p) @ "z"
+    return normal(2.0 * z, 1.0) @ "x"
+
+
+def test_gibbs_reads_an_index_wildcard_as_the_batched_address():
+    @gen
+    def points():
+        return Vmap(point, in_axes=None, axis_size=3)(0.4) @ "points"
+
+    trace, _ = points.generate(jax.random.key(0), {"points": {"x": X}}, ())
+    key = jax.random.key(1)
+    batched, _ = mcmc.gibbs(points, ("points", "z")).step(key, trace)
+    wildcard, _ = mcmc.gibbs(points, ("points", ..., "z")).step(key, trace)
+    np.testing.assert_array_equal(wildcard.choices["points", "z"], batched.choices["points", "z"])

@@ -382,6 +382,32 @@ def test_pseudo_marginal_mh_on_a_model_holding_a_marginal():
     np.testing.assert_allclose(data.log_likelihood["y"].values, expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("model", "observations"),
+    [(location, DATA), (location3, {"ys": {0: 0.3, 2: 0.7}})],
+    ids=["whole plate", "some repeats"],
+)
+def test_posterior_predictive_group_simulates_the_observations_anew(model, observations):
+    # Each observed repeat drawn anew given each posterior draw, y_new ~ N(mu, 1), named and
+    # shaped as in observed_data, so that arviz's loo_pit reads the groups together.
+    settings = dict(num_chains=4, num_warmup=200, num_samples=1000, progress_bar=False)
+    data = mcmc.run(model, observations, KEY, **settings)
+    out = mcmc.posterior_predictive(model, data, jax.random.key(7))
+    assert set(out.posterior_predictive) == set(out.observed_data)
+    assert "posterior_predictive" not in data.children  # a copy
+    mu = data.posterior["mu"].values
+    for name in out.observed_data:
+        new = out.posterior_predictive[name].values
+        assert new.shape == (4, 1000, *out.observed_data[name].shape)
+        centred = new - mu.reshape(mu.shape + (1,) * (new.ndim - 2))
+        # y_new - mu ~ N(0, 1), independent of mu: mean 0 and variance 1 within 5 standard
+        # errors of 4,000 independent normals
+        assert abs(centred.mean()) < 5 * np.sqrt(1 / centred.size), name
+        assert abs(centred.var() - 1.0) < 5 * np.sqrt(2 / centred.size), name
+    pit = arviz.loo_pit(out)
+    assert all(np.all((pit[name].values >= 0) & (pit[name].values <= 1)) for name in pit)
+
+
 def test_nuts_on_a_vector_valued_site_recovers_the_covariance():
     covariance = jnp.array([[1.0, 0.8, 0.0], [0.8, 1.0, -0.3], [0.0, -0.3, 0.5]])
 
