@@ -340,11 +340,7 @@ _INSTANCE = Distribution(lambda distribution: distribution, "numpyro distributio
 
 def _is_bernoulli_logits_score(dist: nd.Distribution, value: Any) -> bool:
     """Whether ``sum(log p(value))`` is computed as ``_bernoulli_log_density`` does."""
-    return (
-        type(dist) is nd.BernoulliLogits
-        and jnp.ndim(value) >= 1
-        and jnp.shape(value) == jnp.shape(dist.logits)
-    )
+    return type(dist) is nd.BernoulliLogits and jnp.shape(value) == jnp.shape(dist.logits)
 
 
 def _bernoulli_log_density(
@@ -365,7 +361,7 @@ def _bernoulli_log_density(
     support check each cost a reduction of their own: 2-5% of a VAE's step on an H100). A
     value off the support {0, 1} scores -inf, as NumPyro's mask gives.
     """
-    logits = dist.logits
+    logits = jnp.asarray(dist.logits)
     x = jnp.asarray(value).astype(logits.dtype)
     log_p = _bernoulli_score(not drawn, _inner_product_form())(x, logits)
     check_score(log_p, name)
@@ -416,7 +412,8 @@ def _bernoulli_score(
     @fused.def_vmap
     def _copies(axis_size, in_batched, x, logits):
         axes = tuple(0 if batched else None for batched in in_batched)
-        form = _inner_product_score if inner_product else _summed_score
+        scalar = jnp.ndim(x) == int(in_batched[0])  # each copy a single value
+        form = _inner_product_score if inner_product and not scalar else _summed_score
         return jax.vmap(functools.partial(form, checked=checked), in_axes=axes)(x, logits), True
 
     @jax.custom_jvp
@@ -429,6 +426,8 @@ def _bernoulli_score(
         dx, dlogits = tangents
         log_p = score(x, logits)
         out = jnp.zeros_like(log_p)
+        if checked:  # a value off the support (NaN too) has no part in the (zero) slope
+            x = jnp.where((x == 0) | (x == 1), x, 0.0)
         if not isinstance(dlogits, SymbolicZero):
             # d softplus(l) = sigmoid(l) dl, from the score's exp(-|l|) (XLA shares it)
             e = jnp.exp(-jnp.abs(logits))

@@ -137,7 +137,7 @@ def _exact_grad(lg, x):
 
 @settings(max_examples=15, deadline=None)
 @given(
-    st.sampled_from([(1,), (7,), (3, 4), (2, 3, 5)]),  # few shapes: eager ops compile per shape
+    st.sampled_from([(), (1,), (7,), (3, 4), (2, 3, 5)]),  # few shapes: each compiles once
     st.integers(0, 2**31),
     st.floats(0.1, 30.0),
 )
@@ -185,6 +185,29 @@ def test_bernoulli_logits_score_copies_and_their_derivatives(inner_product, in_a
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_bernoulli_logits_gradient_of_a_plate_of_scalar_sites_is_exact_at_zero():
+    # Logistic regression as a Vmap of one scalar site per datapoint, at w = 0 (every logit
+    # exactly 0): the gradient is X^T (y - 1/2), where NumPyro's autodiff gives X^T y.
+    features = jnp.array([[1.0, 2.0], [0.5, -1.0], [-2.0, 0.3]])
+    labels = jnp.array([1, 0, 1])
+
+    @ppl.gen
+    def point(w, x):
+        return ppl.bernoulli(logits=jnp.dot(x, w)) @ "y"
+
+    @ppl.gen
+    def regression(w):
+        return ppl.Vmap(point, in_axes=(None, 0))(w, features) @ "points"
+
+    for inner_product in (True, False):
+        score = _in_form(
+            lambda w: regression.assess({"points": {"y": labels}}, (w,))[0], inner_product
+        )
+        grad = jax.grad(score)(jnp.zeros(2))
+        exact = np.asarray(features).T @ (np.asarray(labels) - 0.5)
+        np.testing.assert_allclose(grad, exact, rtol=1e-6)
+
+
 def test_bernoulli_logits_second_derivative_is_exact():
     # jax.hessian (a Laplace approximation's) goes through the closed-form derivative: at a
     # logit l, d2/dl2 log p(x) = -sigmoid(l) (1 - sigmoid(l)), 1/4 at l = 0.
@@ -215,10 +238,11 @@ def test_bernoulli_logits_score_off_the_support_is_minus_infinity_under_jit(inne
     copies = jax.jit(_in_form(jax.vmap(lambda v: _score(logits, v)), inner_product))
     scores = copies(jnp.array([[0.0, 1.0, 1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.5, 0.0, 1.0, 0.0]]))
     assert float(scores[0]) > -jnp.inf and float(scores[1]) == -jnp.inf
-    with ppl.validation(False):  # -inf, not the concrete value's error
-        off = jnp.array([0.0, 1.0, 0.5, 0.0, 1.0, 0.0])
-        grad = jax.grad(_in_form(lambda lg: _score(lg, off), inner_product))(logits)
-    np.testing.assert_array_equal(grad, np.zeros(6))  # the constant -inf has no slope
+    for bad in (0.5, jnp.nan):
+        off = jnp.array([0.0, 1.0, bad, 0.0, 1.0, 0.0])
+        with ppl.validation(False):  # -inf, not the concrete value's error
+            grad = jax.grad(_in_form(lambda lg, off=off: _score(lg, off), inner_product))(logits)
+        np.testing.assert_array_equal(grad, np.zeros(6))  # the constant -inf has no slope
 
 
 def test_bernoulli_logits_score_on_its_own_is_one_sum():

@@ -69,6 +69,11 @@ def posterior_predictive(
         >>> posterior_predictive(model, data, jax.random.key(1)).posterior_predictive["y"].shape
         (2, 10)
     """
+    if "ppl_addresses" not in data.observed_data.attrs:
+        raise ValueError(
+            "data.observed_data does not say where its variables are observed (a run saved "
+            "before posterior_predictive existed?); run the sampler again with mcmc.run"
+        )
     observed = {
         name: tuple(Ellipsis if c == "..." else c for c in path)
         for name, path in json.loads(data.observed_data.attrs["ppl_addresses"]).items()

@@ -320,24 +320,31 @@ def _observed_scores(model: GenerativeFunction, trace: Any, observed: tuple) -> 
     """The pointwise log-likelihood of ``trace``'s observations.
 
     A model holding a density estimate (``marginal``, ``normalize``) has no per-element
-    densities there: each observed site's score is given instead, and an observation inside
-    the estimated generative function, which has no score of its own, is an error.
+    densities there: each observed site's score is given instead. An observation with no
+    score of its own is an error rather than a log-likelihood that leaves it out.
     """
     observations = select(*observed)
     try:
-        return model.pointwise_scores(trace).filter(observations)
+        scores = model.pointwise_scores(trace).filter(observations)
+        why = "it is named by an index below the repeats of an enclosing plate"
     except NotImplementedError:
         scores = trace.site_scores.filter(observations)
-    scored = set(scores.leaf_paths())
+        why = "it is scored inside a generative function whose density is an estimate"
+        why += " (marginal or normalize)"
+    scored = {_unindexed(path) for path in scores.leaf_paths()}
     for path in observed:
-        if path not in scored:
+        if _unindexed(path) not in scored:
             raise AddressError(
-                "the observation at {addr} is scored inside a generative function whose "
-                "density is an estimate (marginal or normalize), so it has no pointwise "
-                "log-likelihood; pass log_likelihood=False",
+                f"the observation at {{addr}} has no pointwise log-likelihood: {why}; pass "
+                "log_likelihood=False",
                 path,
             )
     return scores
+
+
+def _unindexed(path: tuple) -> tuple:
+    """``path`` without its index wildcards (a whole plate's repeats are one observation)."""
+    return tuple(c for c in path if c is not Ellipsis)
 
 
 @functools.lru_cache(maxsize=64)

@@ -130,7 +130,9 @@ class Site:
 
     def log_prob(self, value: jax.Array) -> jax.Array:
         """The log density of each plate copy (summed over the distribution's own axes)."""
-        return self.map(lambda dist, x: jnp.sum(dist.log_prob(x)), value)
+        # the distribution's own score of a drawn value (a Bernoulli's exact derivative at a
+        # logit of 0, for instance), without the support mask a given value needs
+        return self.map(lambda dist, x: self.distribution._log_density(dist, x, drawn=True), value)
 
     @property
     def plate_shape(self) -> tuple:

@@ -17,7 +17,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ppl import Scan, Vmap, categorical, flip, gamma, gen, geometric, normal, poisson
+from ppl import (
+    Scan,
+    Vmap,
+    bernoulli,
+    categorical,
+    flip,
+    gamma,
+    gen,
+    geometric,
+    normal,
+    poisson,
+)
 from ppl.adev import (
     Estimator,
     constant,
@@ -233,6 +244,26 @@ def multi_sample(key, mu, p):
 
 
 # -- a user-defined strategy: a deliberately biased one -------------------------------------------
+# Bernoulli logits with one logit exactly 0 (a zero-initialised layer): the score there is
+# x - 1/2, where NumPyro's autodiff gives x.
+COIN_LOGITS = jnp.array([0.0, 0.7])
+COIN_PAYOFF = jnp.array([2.0, -1.0])
+
+
+@gen
+def logit_coins(logits):
+    return bernoulli(logits=logits) @ "b"
+
+
+@expectation
+def logit_payoff(key, logits):
+    return jnp.sum(logit_coins.simulate(key, (logits,)).retval * COIN_PAYOFF)
+
+
+def logit_exact(logits):
+    return jnp.sum(jax.nn.sigmoid(logits) * COIN_PAYOFF)
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class forgetful(Estimator):
@@ -302,6 +333,13 @@ CASES = [
         categorical_payoff.with_estimators({"k": mvd()}),
         (LOGITS,),
         categorical_exact,
+    ),
+    Case("bernoulli logits at 0/reinforce", logit_payoff, (COIN_LOGITS,), logit_exact),
+    Case(
+        "bernoulli logits at 0/enum",
+        logit_payoff.with_estimators({"b": enum()}),
+        (COIN_LOGITS,),
+        logit_exact,
     ),
     Case("gamma-poisson/reparam+reinforce", poisson_square, (2.0, 1.5), poisson_exact),
     Case(

@@ -376,10 +376,45 @@ def test_pseudo_marginal_mh_on_a_model_holding_a_marginal():
     error = np.sqrt(variance / float(arviz.ess(data, var_names=["mu"])["mu"]))
     assert abs(draws.mean() - mean) < 5 * error, draws.mean()
     assert abs(draws.var() - variance) < 0.25 * variance, draws.var()
-    # observations outside the marginal keep their pointwise log-likelihood
-    data = mcmc.run(pseudo_marginal, {"y": 0.3}, KEY, kernel=kernel, **SETTINGS)
-    expected = -0.5 * (0.3 - data.posterior["mu"].values) ** 2 - 0.5 * np.log(2 * np.pi)
-    np.testing.assert_allclose(data.log_likelihood["y"].values, expected, rtol=1e-5)
+
+    # observations outside the marginal keep their (site) log-likelihood, a whole plate's
+    # per repeat
+    @gen
+    def plate_beside_a_marginal():
+        mu = normal(0.0, 1.0) @ "mu"
+        marginal(noisy_pair, "v", particles=8)(mu) @ "m"
+        return Vmap(normal, in_axes=(None, None), axis_size=2)(mu, 1.0) @ "ys"
+
+    kernel = mcmc.mh(plate_beside_a_marginal, select("mu"))
+    ys = jnp.array([0.3, -0.4])
+    data = mcmc.run(plate_beside_a_marginal, {"ys": ys}, KEY, kernel=kernel, **SETTINGS)
+    mu = data.posterior["mu"].values[..., None]
+    expected = -0.5 * (np.asarray(ys) - mu) ** 2 - 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(data.log_likelihood["ys"].values, expected, rtol=1e-5)
+
+
+def test_an_observation_without_a_pointwise_log_likelihood_is_named():
+    # x of inner repeat 1 of every outer repeat: its pointwise scores are not picked out of the
+    # nested plates' batched ones, and leaving it out of log_likelihood would be silent.
+    @gen
+    def point(mu):
+        return normal(mu, 1.0) @ "x"
+
+    @gen
+    def outer(mu):
+        return Vmap(point, in_axes=(None,), axis_size=2)(mu) @ "in"
+
+    @gen
+    def nested():
+        mu = normal(0.0, 1.0) @ "mu"
+        return Vmap(outer, in_axes=(None,), axis_size=3)(mu) @ "out"
+
+    observations = {"out": {"in": {1: {"x": jnp.array([0.5, 0.6, 0.7])}}}}
+    kernel = mcmc.mh(nested, select("mu"))
+    with pytest.raises(AddressError, match=r"'in', 1, .*'x'.*no pointwise.*log_likelihood=False"):
+        mcmc.run(nested, observations, KEY, kernel=kernel, **SETTINGS)
+    data = mcmc.run(nested, observations, KEY, kernel=kernel, log_likelihood=False, **SETTINGS)
+    assert "log_likelihood" not in data.children
 
 
 @pytest.mark.parametrize(
