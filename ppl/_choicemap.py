@@ -230,7 +230,8 @@ class ChoiceMap(Mapping):
         if self._indexed != other._indexed and not (self.is_empty() or other.is_empty()):
             # Both are the batched values of a combinator's repeats: merge them as batched.
             plain = [cm for cm in (self, other) if cm._indexed and set(cm._entries) != {LEAF}]
-            if len(plain) != 1:
+            some = other if self._indexed else self
+            if len(plain) != 1 or all(isinstance(k, int) for k in some._entries):
                 return _merge_repeats(self, other)
             left, right = (
                 ChoiceMap._raw(dict(cm._entries)) if cm._indexed else cm for cm in (self, other)
@@ -404,30 +405,45 @@ def _filter(node: Any, selection: Any, kept: int = 0) -> Any:
 
 
 def _merge_repeats(left: ChoiceMap, right: ChoiceMap) -> ChoiceMap:
-    """``left | right`` where one holds a combinator's repeats as one batched value and the
-    other some repeats by index (``{1: v}``, as a selection of some repeats filters them):
-    the indexed values replace those rows, or the batched value replaces them all."""
+    """``left | right`` where one holds a combinator's repeats as batched values and the other
+    some repeats by index (``{1: v}`` or ``{1: {"x": v}}``, as a selection of some repeats
+    filters them): the indexed values replace those rows, or the batched values replace them
+    all."""
     bare, some = (left, right) if left._indexed else (right, left)
-    value = bare._entries.get(LEAF)
-    if (
-        set(bare._entries) != {LEAF}
-        or isinstance(value, ChoiceMap)
-        or not all(
-            isinstance(k, int) and not isinstance(v, ChoiceMap) for k, v in some._entries.items()
-        )
-    ):
-        raise ValueError("cannot merge a combinator's bare values with a map")
-    if some is left:  # the batched value wins everywhere
+    if not all(isinstance(k, int) for k in some._entries):
+        raise ValueError("cannot merge a combinator's batched values with a map")
+    if some is left:  # the batched values win everywhere
         return bare
-    merged = jnp.asarray(value)
+    merged: Any = bare
     for i, row in some._entries.items():
-        if jnp.shape(row) != merged.shape[1:]:
+        merged = _set_row(merged, i, row)
+    return merged
+
+
+def _set_row(batched: Any, i: int, row: Any) -> Any:
+    """``batched`` (values with a leading repeat axis, or maps of them) with repeat ``i`` set
+    to ``row``."""
+    if isinstance(batched, ChoiceMap) and not isinstance(row, ChoiceMap):
+        if set(batched._entries) != {LEAF}:
+            raise ValueError("cannot merge a combinator's batched values with a map")
+        return ChoiceMap._raw({LEAF: _set_row(batched._entries[LEAF], i, row)}, batched._indexed)
+    if isinstance(row, ChoiceMap):
+        if not isinstance(batched, ChoiceMap) or not set(row._entries) <= set(batched._entries):
             raise ValueError(
-                f"repeat {i} has shape {jnp.shape(row)}, but the repeats' batched value has "
-                f"shape {merged.shape}: merge them inside the vmap that batches them"
+                f"repeat {i} has addresses the repeats' batched values lack: merge them inside "
+                "the vmap that batches them"
             )
-        merged = merged.at[i].set(row)
-    return ChoiceMap._raw({LEAF: merged}, True)
+        entries = dict(batched._entries)
+        for key, sub in row._entries.items():
+            entries[key] = _set_row(entries[key], i, sub)
+        return ChoiceMap._raw(entries, batched._indexed)
+    merged = jnp.asarray(batched)
+    if jnp.shape(row) != merged.shape[1:]:
+        raise ValueError(
+            f"repeat {i} has shape {jnp.shape(row)}, but the repeats' batched value has "
+            f"shape {merged.shape}: merge them inside the vmap that batches them"
+        )
+    return merged.at[i].set(row)
 
 
 def _repeat(node: ChoiceMap, i: int, kept: int) -> Any:

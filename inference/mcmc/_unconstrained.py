@@ -102,12 +102,7 @@ class Unconstrained:
         some repeats of a ``Vmap``/``Scan`` site (the others observed), the choices hold those
         repeats one by one, and so do the supports then."""
         every = self.model.supports(trace)
-        supports = every.filter(self.selection)
-        chosen = trace.choices.filter(self.selection)
-        shape: Any = jax.tree.structure(supports, is_leaf=is_constraint)
-        if shape == jax.tree.structure(chosen):
-            return supports
-        return ChoiceMap({path: every[path] for path in chosen.leaf_paths()})
+        return _shaped_like(every.filter(self.selection), trace.choices.filter(self.selection))
 
     def _supports_at(self, trace: Any, values: ChoiceMap) -> ChoiceMap:
         # Before the last pass a value may lie outside the support its parents now give it.
@@ -224,3 +219,17 @@ def _passes(supports_at: Any, trace: Any, chosen: ChoiceMap, supports: ChoiceMap
 
 class _Cycle(Exception):
     pass
+
+
+def _shaped_like(supports: Any, chosen: Any) -> Any:
+    """``supports`` (one batched node per combinator site) shaped like ``chosen``, which holds
+    the repeats of a partly observed site one by one (``{0: ..., 2: ...}``)."""
+    if jax.tree.structure(supports, is_leaf=is_constraint) == jax.tree.structure(chosen):
+        return supports
+    if not isinstance(chosen, ChoiceMap) or not isinstance(supports, ChoiceMap):
+        return supports
+    keys = list(chosen)
+    if supports.is_indexed and all(isinstance(k, int) for k in keys):
+        return ChoiceMap({path: supports[path] for path in chosen.leaf_paths()})
+    node = ChoiceMap({k: _shaped_like(supports.get_submap(k), chosen.get_submap(k)) for k in keys})
+    return ChoiceMap.indexed(node) if chosen.is_indexed else node

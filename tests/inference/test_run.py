@@ -16,6 +16,7 @@ from inference.mcmc import _run, _sample_stats, _starts
 from ppl import (
     AddressError,
     ChoiceMap,
+    Scan,
     Vmap,
     categorical,
     dirichlet,
@@ -441,6 +442,39 @@ def test_posterior_predictive_group_simulates_the_observations_anew(model, obser
         assert abs(centred.var() - 1.0) < 5 * np.sqrt(2 / centred.size), name
     pit = arviz.loo_pit(out)
     assert all(np.all((pit[name].values >= 0) & (pit[name].values <= 1)) for name in pit)
+
+
+@gen
+def noisy_repeat(mu):
+    a = normal(mu, 1.0) @ "a"
+    return normal(a, 1.0) @ "b"
+
+
+@gen
+def repeats_of_a_model():
+    mu = normal(0.0, 1.0) @ "mu"
+    Vmap(noisy_repeat, in_axes=(None,), axis_size=3)(mu) @ "reps"
+    return Scan(gen(lambda c, _: (normal(c, 1.0) @ "h", None)), length=2)(mu, None) @ "walk"
+
+
+def test_nuts_on_some_repeats_of_a_model_observed():
+    # b observed at repeats 0 and 2 of a plate of models (each repeat's a unobserved), beside
+    # an unobserved Scan: b_i ~ N(mu, sqrt 2) once a_i is integrated out, so
+    # mu ~ N(0.375, 1/2).
+    data = mcmc.run(
+        repeats_of_a_model,
+        {"reps": {0: {"b": 1.0}, 2: {"b": 0.5}}},
+        KEY,
+        num_chains=4,
+        num_warmup=300,
+        num_samples=1000,
+        progress_bar=False,
+    )
+    draws = data.posterior["mu"].values
+    error = np.sqrt(0.5 / float(arviz.ess(data, var_names=["mu"])["mu"]))
+    assert abs(draws.mean() - 0.375) < 5 * error, draws.mean()
+    assert abs(draws.var() - 0.5) < 0.25 * 0.5, draws.var()
+    assert set(data.log_likelihood) == {"reps.0.b", "reps.2.b"}
 
 
 def test_nuts_on_a_vector_valued_site_recovers_the_covariance():
