@@ -224,7 +224,8 @@ class _Cycle(Exception):
 def _shaped_like(supports: Any, chosen: Any) -> Any:
     """``supports`` (one batched node per combinator site) shaped like ``chosen``, which holds
     the repeats of a partly observed site one by one (``{0: ..., 2: ...}``)."""
-    if jax.tree.structure(supports, is_leaf=is_constraint) == jax.tree.structure(chosen):
+    shape: Any = jax.tree.structure(supports, is_leaf=is_constraint)
+    if shape == jax.tree.structure(chosen):
         return supports
     if not isinstance(chosen, ChoiceMap) or not isinstance(supports, ChoiceMap):
         return supports
