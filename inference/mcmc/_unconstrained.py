@@ -102,7 +102,20 @@ class Unconstrained:
         some repeats of a ``Vmap``/``Scan`` site (the others observed), the choices hold those
         repeats one by one, and so do the supports then."""
         every = self.model.supports(trace)
-        return _shaped_like(every.filter(self.selection), trace.choices.filter(self.selection))
+        chosen = trace.choices.filter(self.selection)
+        supports = _shaped_like(every.filter(self.selection), chosen)
+        shape: Any = jax.tree.structure(supports, is_leaf=is_constraint)
+        if shape != jax.tree.structure(chosen):
+            shaped, paths = set(supports.leaf_paths()), chosen.leaf_paths()
+            repeats = [p for p in paths if any(isinstance(c, int) for c in p)]
+            path = next((p for p in paths if p not in shaped), (repeats or paths)[0])
+            raise AddressError(
+                "gradient-based kernels (NUTS, HMC, MALA) cannot yet move the choices near "
+                "{addr}, of a plate observed at some repeats below another plate's repeats; "
+                "move them with mh or gibbs kernels (mcmc.run(..., kernel=...))",
+                path,
+            )
+        return supports
 
     def _supports_at(self, trace: Any, values: ChoiceMap) -> ChoiceMap:
         # Before the last pass a value may lie outside the support its parents now give it.

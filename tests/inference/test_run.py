@@ -414,6 +414,8 @@ def test_an_observation_without_a_pointwise_log_likelihood_is_named():
     kernel = mcmc.mh(nested, select("mu"))
     with pytest.raises(AddressError, match=r"'in', 1, .*'x'.*no pointwise.*log_likelihood=False"):
         mcmc.run(nested, observations, KEY, kernel=kernel, **SETTINGS)
+    with pytest.raises(AddressError, match=r"cannot yet move.*'out'.*mh or gibbs"):
+        mcmc.run(nested, observations, KEY, log_likelihood=False, **SETTINGS)
     data = mcmc.run(nested, observations, KEY, kernel=kernel, log_likelihood=False, **SETTINGS)
     assert "log_likelihood" not in data.children
 
@@ -445,25 +447,19 @@ def test_posterior_predictive_group_simulates_the_observations_anew(model, obser
 
 
 @gen
-def noisy_repeat(mu):
-    a = normal(mu, 1.0) @ "a"
-    return normal(a, 1.0) @ "b"
-
-
-@gen
 def repeats_of_a_model():
     mu = normal(0.0, 1.0) @ "mu"
-    Vmap(noisy_repeat, in_axes=(None,), axis_size=3)(mu) @ "reps"
+    Vmap(noisy_pair, in_axes=(None,), axis_size=3)(mu) @ "reps"
     return Scan(gen(lambda c, _: (normal(c, 1.0) @ "h", None)), length=2)(mu, None) @ "walk"
 
 
 def test_nuts_on_some_repeats_of_a_model_observed():
-    # b observed at repeats 0 and 2 of a plate of models (each repeat's a unobserved), beside
-    # an unobserved Scan: b_i ~ N(mu, sqrt 2) once a_i is integrated out, so
+    # v observed at repeats 0 and 2 of a plate of models (each repeat's u unobserved), beside
+    # an unobserved Scan: v_i ~ N(mu, sqrt 2) once u_i is integrated out, so
     # mu ~ N(0.375, 1/2).
     data = mcmc.run(
         repeats_of_a_model,
-        {"reps": {0: {"b": 1.0}, 2: {"b": 0.5}}},
+        {"reps": {0: {"v": 1.0}, 2: {"v": 0.5}}},
         KEY,
         num_chains=4,
         num_warmup=300,
@@ -474,7 +470,7 @@ def test_nuts_on_some_repeats_of_a_model_observed():
     error = np.sqrt(0.5 / float(arviz.ess(data, var_names=["mu"])["mu"]))
     assert abs(draws.mean() - 0.375) < 5 * error, draws.mean()
     assert abs(draws.var() - 0.5) < 0.25 * 0.5, draws.var()
-    assert set(data.log_likelihood) == {"reps.0.b", "reps.2.b"}
+    assert set(data.log_likelihood) == {"reps.0.v", "reps.2.v"}
 
 
 def test_nuts_on_a_vector_valued_site_recovers_the_covariance():
