@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -208,6 +209,29 @@ def test_some_repeats_by_index_merge_into_the_batched_repeats(rows, values):
     np.testing.assert_array_equal(np.asarray(merged[...]), expected)
     if rows:
         np.testing.assert_array_equal(np.asarray((some | trace.choices)[...]), trace.choices[...])
+
+
+@given(
+    rows=st.sets(st.integers(0, 3), max_size=4),
+    values=st.lists(st.floats(-5, 5, width=32), min_size=8, max_size=8),
+)
+def test_some_repeats_of_a_model_by_index_merge_into_the_batched_repeats(rows, values):
+    # The same for repeats of a model: {1: {"b": v}} replaces row 1 of b alone.
+    @gen
+    def pair(mu):
+        a = normal(mu, 1.0) @ "a"
+        return normal(jnp.full(2, a), 1.0) @ "b"
+
+    trace = Vmap(pair, in_axes=(0,)).simulate(jax.random.key(0), (jnp.zeros(4),))
+    some = ChoiceMap({i: {"b": jnp.array(values[2 * i : 2 * i + 2])} for i in rows})
+    merged = trace.choices | some
+    expected = np.asarray(trace.choices["b"]).copy()
+    for i in rows:
+        expected[i] = values[2 * i : 2 * i + 2]
+    np.testing.assert_array_equal(np.asarray(merged["b"]), expected)
+    np.testing.assert_array_equal(np.asarray(merged["a"]), trace.choices["a"])
+    with pytest.raises(ValueError, match="repeat 0 has addresses"):
+        trace.choices | ChoiceMap({0: {"c": 1.0}})
 
 
 def test_a_repeat_of_supports_keeps_their_static_parameters():
